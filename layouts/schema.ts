@@ -427,8 +427,8 @@ export const RawCaptureSchema = z.object({
   commands: z.array(RawCommandSchema),
   /** Files read (fstab, crypttab, mdadm.conf, /proc/cmdline, ...); null when absent. */
   files: z.record(z.string(), z.string().nullable()),
-  /** Small binary probes (the first sector of each disk), base64. */
-  sectors: z.record(z.string(), z.string()),
+  /** Small binary reads (the first sector of each disk, EFI variables), base64. */
+  binary: z.record(z.string(), z.string()),
   /** Directory listings, e.g. the ESP's contents. */
   listings: z.record(z.string(), z.array(z.object({ path: z.string(), sizeBytes: bytes }))),
   /** The hardware inventory as the inventory library returned it. */
@@ -465,6 +465,8 @@ export const LayoutSchema = z.object({
     crypttab: z.string().nullable(),
     mdadmConf: z.string().nullable(),
   }),
+  /** Things capture could not record, in words a sysadmin can act on. */
+  warnings: z.array(z.string()),
   raw: RawCaptureSchema,
 });
 

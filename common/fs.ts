@@ -1,0 +1,33 @@
+// File helpers with the guarantees recovery software needs.
+
+import { randomBytes } from "node:crypto";
+import { open, rename, rm } from "node:fs/promises";
+import path from "node:path";
+
+/**
+ * Write a file so that readers see either the old content or the new, never a torn file:
+ * write a temporary file beside it, fsync it, rename it over the target, fsync the directory.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644) {
+  const dir = path.dirname(file);
+  const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString("hex")}.tmp`);
+  try {
+    const handle = await open(temp, "wx", mode);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, file);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+  const dirHandle = await open(dir, "r");
+  try {
+    await dirHandle.sync();
+  } finally {
+    await dirHandle.close();
+  }
+}

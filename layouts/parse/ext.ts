@@ -1,0 +1,42 @@
+// dumpe2fs -h DEV: the ext2/3/4 superblock as "Key: value" lines.
+import { parseColonLines, toInt } from "./kv.ts";
+
+export interface ExtSuperblock {
+  uuid: string | null;
+  label: string | null;
+  blockSize: number;
+  inodeSize: number;
+  blockCount: number;
+  inodeCount: number;
+  reservedBlockCount: number;
+  features: string[];
+}
+
+export function parseDumpe2fs(text: string): ExtSuperblock {
+  const fields = parseColonLines(text);
+  const label = fields["Filesystem volume name"];
+  const required = (key: string) => {
+    const value = toInt(fields[key]);
+    if (value === null) throw new Error(`dumpe2fs output has no "${key}" line`);
+    return value;
+  };
+  return {
+    uuid: fields["Filesystem UUID"] ?? null,
+    label: label === undefined || label === "<none>" ? null : label,
+    blockSize: required("Block size"),
+    // ext2 filesystems made with -I 128 and old ones may omit the line; 128 is the old default.
+    inodeSize: toInt(fields["Inode size"]) ?? 128,
+    blockCount: required("Block count"),
+    inodeCount: required("Inode count"),
+    reservedBlockCount: required("Reserved block count"),
+    features: (fields["Filesystem features"] ?? "").split(/\s+/).filter(Boolean),
+  };
+}
+
+/** ext2, ext3 or ext4, from the feature set (blkid's TYPE says the same; this is the fallback). */
+export function extFlavour(features: string[]): "ext2" | "ext3" | "ext4" {
+  if (features.some((f) => ["extent", "extents", "flex_bg", "64bit", "huge_file"].includes(f))) {
+    return "ext4";
+  }
+  return features.includes("has_journal") ? "ext3" : "ext2";
+}
