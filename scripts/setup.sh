@@ -9,7 +9,7 @@ packages=(
   # disks, partitions, filesystems
   util-linux mount fdisk gdisk parted e2fsprogs xfsprogs btrfs-progs dosfstools mtools
   # stacked storage (used inside VMs and on real servers)
-  lvm2 mdadm cryptsetup-bin
+  lvm2 thin-provisioning-tools mdadm cryptsetup-bin
   # boot
   efibootmgr grub-common grub-pc-bin grub-efi-amd64-bin
   # archives and images
