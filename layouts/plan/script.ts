@@ -1,0 +1,86 @@
+// The plan as a shell script. `layout plan --script` prints it for review; `layout apply`
+// runs exactly these fragments, one step at a time, so what was reviewed is what runs.
+// A journal directory records finished steps: rerunning the same plan resumes after the
+// last finished step, and a different plan (another planId) starts from the beginning.
+
+import { formatBytes } from "../../common/units.ts";
+import { shellCommand, shellQuote } from "./shell.ts";
+import type { Plan, PlanCommand, PlanStep } from "./types.ts";
+
+const HEREDOC = "LIFEBOAT_INPUT";
+
+export function renderPrelude(plan: Plan): string {
+  return `set -euo pipefail
+export LC_ALL=C
+LB_STATE="\${LIFEBOAT_STATE_DIR:-/run/lifeboat}/plan-${plan.planId}"
+mkdir -p "$LB_STATE"
+# Device nodes appear asynchronously, and there may be no udev to wait for: poll.
+lb_wait_device() {
+  local i
+  for i in $(seq 1 200); do
+    [ -b "$1" ] && return 0
+    sleep 0.05
+  done
+  echo "lifeboat: $1 did not appear within 10 s" >&2
+  return 1
+}
+`;
+}
+
+function renderCommand(command: PlanCommand): string {
+  let text = shellCommand(command.argv);
+  if (command.stdin !== undefined) text += ` <<'${HEREDOC}'\n${command.stdin}${HEREDOC}`;
+  if (command.onlyIf)
+    return `if ${shellCommand(command.onlyIf)} >/dev/null 2>&1; then ${text.includes("\n") ? `\n${text}\n` : `${text}; `}fi`;
+  if (command.skipIf)
+    return `if ! ${shellCommand(command.skipIf)} >/dev/null 2>&1; then ${text.includes("\n") ? `\n${text}\n` : `${text}; `}fi`;
+  return text;
+}
+
+export function stepMarker(step: PlanStep): string {
+  return `"$LB_STATE"/${shellQuote(step.id.replace(/[^A-Za-z0-9._-]/g, "_"))}.done`;
+}
+
+/** One step as shell text: skipped when its journal marker exists, marked when it succeeds. */
+export function renderStep(plan: Plan, step: PlanStep): string {
+  const index = plan.steps.indexOf(step) + 1;
+  const label = `step ${index}/${plan.steps.length}: ${step.title}`;
+  const body = step.commands.map(renderCommand).join("\n");
+  return [
+    `# ${label}`,
+    ...(step.destroys.length ? step.destroys.map((d) => `# DESTROYS: ${d}`) : []),
+    `if [ -e ${stepMarker(step)} ]; then`,
+    `  echo ${shellQuote(`lifeboat: ${label} (already done)`)}`,
+    "else",
+    `  echo ${shellQuote(`lifeboat: ${label}`)}`,
+    body,
+    `  touch ${stepMarker(step)}`,
+    "fi",
+  ].join("\n");
+}
+
+export function renderScript(plan: Plan): string {
+  const header = [
+    "#!/bin/bash",
+    `# Lifeboat restore plan ${plan.planId} for host ${plan.host}.`,
+    "# Review it; 'lifeboat layout apply ... --yes' runs these same steps.",
+    "#",
+    "# Disks:",
+    ...plan.disks.map(
+      (d) =>
+        `#   ${d.from} (${formatBytes(d.fromBytes)}) -> ${d.to} (${formatBytes(d.toBytes)}), ${d.reason}`,
+    ),
+    ...(plan.resizes.length
+      ? [
+          "# Size changes:",
+          ...plan.resizes.map(
+            (r) =>
+              `#   ${r.what}: ${formatBytes(r.fromBytes)} -> ${formatBytes(r.toBytes)} (${r.why})`,
+          ),
+        ]
+      : []),
+    ...(plan.warnings.length ? ["# Warnings:", ...plan.warnings.map((w) => `#   ${w}`)] : []),
+    "",
+  ];
+  return `${header.join("\n")}${renderPrelude(plan)}\n${plan.steps.map((s) => renderStep(plan, s)).join("\n\n")}\n`;
+}
