@@ -5,7 +5,8 @@
 // network and hardware inventory, and the BOOT_IMAGE= a kernel update changes.
 
 import { formatBytes } from "../common/units.ts";
-import type { Filesystem, Layout, Lv, Partition } from "./schema.ts";
+import { EXT_RUNTIME_FEATURES } from "./parse/ext.ts";
+import type { BtrfsFs, Filesystem, Layout, Lv, Partition } from "./schema.ts";
 
 export interface DriftChange {
   /** What the change is about: "partition /dev/vda3", "LV vg0/data", "mount /home". */
@@ -263,6 +264,42 @@ export function compareLayouts(saved: Layout, live: Layout): DriftChange[] {
     );
   }
   return out;
+}
+
+/**
+ * btrfs subvolumes and profiles can only be read from a mounted filesystem. When one side
+ * was not mounted, say so once instead of reporting every subvolume as gone.
+ */
+function compareBtrfs(out: DriftChange[], saved: Layout, live: Layout) {
+  const btrfs = (l: Layout) => l.filesystems.filter((f): f is BtrfsFs => f.type === "btrfs");
+  const liveBy = new Map(btrfs(live).map((f) => [f.device, f]));
+  for (const before of btrfs(saved)) {
+    const after = liveBy.get(before.device);
+    if (!after) continue;
+    const subject = `filesystem on ${before.device}`;
+    const known = (f: BtrfsFs) => f.dataProfile !== null;
+    if (known(before) !== known(after)) {
+      const which = known(before) ? "now" : "when the saved layout was captured";
+      out.push({
+        subject,
+        kind: "changed",
+        message: `${subject}: btrfs was not mounted ${which}, so its subvolumes can't be compared`,
+      });
+      continue;
+    }
+    const fields: [string, (f: BtrfsFs) => unknown][] = [
+      ["subvolumes", (f) => sorted(f.subvolumes.map((s) => s.path))],
+      ["default subvolume", (f) => f.defaultSubvolume.path || "top level"],
+      ["data profile", (f) => f.dataProfile],
+      ["metadata profile", (f) => f.metadataProfile],
+    ];
+    for (const [label, get] of fields) {
+      const a = get(before);
+      const b = get(after);
+      if (JSON.stringify(a) !== JSON.stringify(b))
+        out.push({ subject, kind: "changed", message: changeMessage(subject, label, a, b) });
+    }
+  }
 }
 
 /** A filesystem's own size where the tools report it (it can differ from its device's). */

@@ -1,6 +1,9 @@
 // dumpe2fs -h DEV: the ext2/3/4 superblock as "Key: value" lines.
 import { parseColonLines, toInt } from "./kv.ts";
 
+/** Features that are runtime state (set while mounted), not part of how the fs was made. */
+export const EXT_RUNTIME_FEATURES = new Set(["needs_recovery", "orphan_present"]);
+
 export interface ExtSuperblock {
   uuid: string | null;
   label: string | null;

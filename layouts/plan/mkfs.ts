@@ -2,10 +2,8 @@
 // parameters. `sameSize` says whether the device keeps its captured size: geometry that
 // depends on the size (inode count, xfs allocation groups, log size) is only pinned then.
 
+import { EXT_RUNTIME_FEATURES } from "../parse/ext.ts";
 import type { BtrfsFs, ExtFs, Filesystem, VfatFs, XfsFs } from "../schema.ts";
-
-/** ext features that are runtime state, not something mke2fs can be asked for. */
-const EXT_RUNTIME_FEATURES = new Set(["needs_recovery", "orphan_present", "journal_dev"]);
 
 /** `devices` is the filesystem's device, or every device of a multi-device btrfs. */
 export function mkfsCommand(

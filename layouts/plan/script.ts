@@ -24,6 +24,12 @@ lb_wait_device() {
   echo "lifeboat: $1 did not appear within 10 s" >&2
   return 1
 }
+# Make the kernel drop its old view of a disk's partitions and read the new table. partx
+# works where BLKRRPART does not (loop devices without partition scanning).
+lb_reread_partitions() {
+  partx -d "$1" 2>/dev/null || true
+  partx -a "$1" 2>/dev/null || blockdev --rereadpt "$1" 2>/dev/null || true
+}
 `;
 }
 

@@ -174,7 +174,7 @@ function partitionStep(c: Context, device: string, table: PartitionTable, after:
           argv: ["sfdisk", "--no-reread", "--no-tell-kernel", "--quiet", device],
           stdin: `${lines.join("\n")}\n`,
         },
-        { argv: ["partx", "-u", device] },
+        { argv: ["lb_reread_partitions", device] },
         ...usable.map(waitFor),
         // The new partitions start where old ones may have been: clear what they left behind.
         ...usable.map((node) => ({ argv: ["wipefs", "--all", "--force", "--quiet", node] })),

@@ -86,6 +86,7 @@ async function buildPlan(
 ): Promise<{ plan: Plan; layout: Layout; keyFiles: Record<string, string> }> {
   const layout = await readLayoutFile(ctx.requireString("layout"));
   const maps = parseMaps(ctx.strings("map"));
+  requireRoot("planning");
   for (const [from, to] of Object.entries(maps))
     maps[from] = await resolveDevice(to).catch(() => to);
   const keyFiles = parseKeyFiles(ctx.strings("key-file"));
@@ -166,7 +167,6 @@ export const layoutApplyCommand: Command = {
   },
   examples: ["lifeboat layout apply --layout layout.json --map /dev/vda=/dev/vdb --yes"],
   async run(ctx) {
-    requireRoot("apply");
     const { plan, layout, keyFiles } = await buildPlan(ctx);
     if (!ctx.flag("yes")) {
       ctx.stderr.write(renderSummary(plan));
