@@ -211,20 +211,10 @@ export function compareLayouts(saved: Layout, live: Layout): DriftChange[] {
       ["UUID", (f) => f.uuid],
       ["label", (f) => f.label],
       ["size", filesystemBytes, size],
-      [
-        "features",
-        (f) =>
-          f.type === "ext2" || f.type === "ext3" || f.type === "ext4" ? sorted(f.features) : [],
-      ],
-      ["subvolumes", (f) => (f.type === "btrfs" ? sorted(f.subvolumes.map((s) => s.path)) : [])],
-      [
-        "default subvolume",
-        (f) => (f.type === "btrfs" ? f.defaultSubvolume.path || "top level" : null),
-      ],
-      ["data profile", (f) => (f.type === "btrfs" ? f.dataProfile : null)],
-      ["metadata profile", (f) => (f.type === "btrfs" ? f.metadataProfile : null)],
+      ["features", extFeatures],
     ],
   );
+  compareBtrfs(out, saved, live);
 
   diffKeyed(
     out,
@@ -300,6 +290,12 @@ function compareBtrfs(out: DriftChange[], saved: Layout, live: Layout) {
         out.push({ subject, kind: "changed", message: changeMessage(subject, label, a, b) });
     }
   }
+}
+
+/** How an ext filesystem was made; features that only say it is mounted are left out. */
+function extFeatures(fs: Filesystem): string[] {
+  if (fs.type !== "ext2" && fs.type !== "ext3" && fs.type !== "ext4") return [];
+  return sorted(fs.features.filter((f) => !EXT_RUNTIME_FEATURES.has(f)));
 }
 
 /** A filesystem's own size where the tools report it (it can differ from its device's). */
