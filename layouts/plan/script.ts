@@ -34,13 +34,17 @@ lb_reread_partitions() {
 }
 
 function renderCommand(command: PlanCommand): string {
-  let text = shellCommand(command.argv);
-  if (command.stdin !== undefined) text += ` <<'${HEREDOC}'\n${command.stdin}${HEREDOC}`;
-  if (command.onlyIf)
-    return `if ${shellCommand(command.onlyIf)} >/dev/null 2>&1; then ${text.includes("\n") ? `\n${text}\n` : `${text}; `}fi`;
-  if (command.skipIf)
-    return `if ! ${shellCommand(command.skipIf)} >/dev/null 2>&1; then ${text.includes("\n") ? `\n${text}\n` : `${text}; `}fi`;
-  return text;
+  const run = shellCommand(command.argv);
+  const guard = command.onlyIf
+    ? `if ${shellCommand(command.onlyIf)} >/dev/null 2>&1; then`
+    : command.skipIf
+      ? `if ! ${shellCommand(command.skipIf)} >/dev/null 2>&1; then`
+      : null;
+  // A here-document's body and terminator must stay at the start of their lines.
+  const input = command.stdin === undefined ? "" : ` <<'${HEREDOC}'\n${command.stdin}${HEREDOC}`;
+  if (guard === null) return `  ${run}${input}`;
+  if (input === "") return `  ${guard} ${run}; fi`;
+  return `  ${guard}\n    ${run}${input}\n  fi`;
 }
 
 export function stepMarker(step: PlanStep): string {

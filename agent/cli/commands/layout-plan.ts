@@ -163,6 +163,7 @@ export const layoutApplyCommand: Command = {
   options: {
     ...planOptions,
     yes: { type: "boolean", description: "Confirm that the target disks may be wiped" },
+    verbose: { type: "boolean", description: "Show the output of every tool as it runs" },
     json: { type: "boolean", description: "Print progress as JSON lines" },
   },
   examples: ["lifeboat layout apply --layout layout.json --map /dev/vda=/dev/vdb --yes"],
@@ -187,7 +188,8 @@ export const layoutApplyCommand: Command = {
             );
           }
         } else if (event.type === "step-output") {
-          ctx.stderr.write(event.text.replace(/^lifeboat: step .*\n/gm, ""));
+          if (ctx.flag("verbose"))
+            ctx.stderr.write(event.text.replace(/^lifeboat: step .*\n/gm, ""));
         } else if (event.type === "step-start") {
           ctx.stdout.write(`[${event.index}/${event.total}] ${event.step.title}\n`);
         } else if (event.skipped) {

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The Lifeboat demo on embedded defaults: build a small disk image, capture its layout,
+# plan it onto a blank disk 50% larger (printed as the reviewable script), apply the plan,
+# and show that the drift check passes against the rebuilt disk. Needs root (loop devices).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lifeboat=bin/lifeboat
+work=.work/demo
+loops=()
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+cleanup() {
+  for mp in $(findmnt -rn -o TARGET | grep -E "^$PWD/$work/" | sort -r); do umount "$mp" || true; done
+  for dev in "${loops[@]}"; do partx -d "$dev" 2>/dev/null || true; losetup -d "$dev" || true; done
+  btrfs device scan --forget 2>/dev/null || true
+}
+trap cleanup EXIT
+attach() { dev=$(losetup -f --show "$1"); loops+=("$dev"); partx -a "$dev" 2>/dev/null || true; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "demo: needs root for loop devices (run: sudo make demo)" >&2
+  exit 3
+fi
+rm -rf "$work" && mkdir -p "$work/mnt"
+
+say "1. A source disk: GPT with BIOS boot, ext4 /, xfs /srv, btrfs /home (subvolumes), swap"
+truncate -s 1200M "$work/source.img"
+sfdisk -q "$work/source.img" <<'TABLE'
+label: gpt
+size=1M, type=21686148-6449-6E6F-744E-656564454649, name=bios
+size=250M, type=L, name=root
+size=320M, type=L, name=srv
+size=300M, type=L, name=home
+size=100M, type=S, name=swap
+TABLE
+attach "$work/source.img"; src=$dev
+mkfs.ext4 -q -L root "${src}p2"
+mkfs.xfs -q -L srv "${src}p3"
+mkfs.btrfs -q -L home "${src}p4" >/dev/null
+mkswap -q -L swap "${src}p5"
+# Mounted like a system: / first, then /srv and /home inside it.
+mkdir -p "$work/mnt/src"
+mount "${src}p2" "$work/mnt/src"
+mkdir -p "$work/mnt/src/srv" "$work/mnt/src/home"
+mount "${src}p3" "$work/mnt/src/srv"
+mount "${src}p4" "$work/mnt/src/home"
+btrfs -q subvolume create "$work/mnt/src/home/@home"
+btrfs -q subvolume create "$work/mnt/src/home/@snapshots"
+btrfs subvolume set-default "$work/mnt/src/home/@home"
+cp -r /etc "$work/mnt/src/etc"
+lsblk -o NAME,SIZE,FSTYPE,LABEL "$src" 2>/dev/null || true
+
+say "2. Capture its layout"
+$lifeboat layout capture --disk "$src" --out "$work/layout.json"
+echo "wrote $work/layout.json ($(wc -c <"$work/layout.json") bytes, raw tool output included)"
+
+# The source's twin will carry the same UUIDs: take the source away first.
+for mp in $(findmnt -rn -o TARGET | grep -E "^$PWD/$work/" | sort -r); do umount "$mp"; done
+partx -d "$src"; losetup -d "$src"; loops=()
+btrfs device scan --forget 2>/dev/null || true
+
+say "3. A blank disk 50% larger, and the plan for it, as the script 'apply' will run"
+truncate -s 1800M "$work/target.img"
+attach "$work/target.img"; dst=$dev
+$lifeboat layout plan --layout "$work/layout.json" --map "$src=$dst" --target-root "$PWD/$work/restore" --script
+
+say "4. Apply it"
+$lifeboat layout apply --layout "$work/layout.json" --map "$src=$dst" --target-root "$PWD/$work/restore" --yes
+lsblk -o NAME,SIZE,FSTYPE,LABEL,UUID "$dst" 2>/dev/null || true
+
+say "5. Drift against the original: only the growth shows"
+$lifeboat layout check --against "$work/layout.json" || true
+
+say "6. Capture the rebuilt disk; the drift check passes against it"
+$lifeboat layout capture --disk "$dst" --out "$work/rebuilt.json"
+$lifeboat layout check --against "$work/rebuilt.json"
+say "Demo finished: layout captured, planned, applied and checked."
