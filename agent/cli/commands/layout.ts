@@ -2,6 +2,7 @@
 import type { Command } from "../command.ts";
 import { layoutCaptureCommand } from "./layout-capture.ts";
 import { layoutCheckCommand } from "./layout-check.ts";
+import { layoutImportRearCommand } from "./layout-import-rear.ts";
 import { layoutApplyCommand, layoutPlanCommand } from "./layout-plan.ts";
 
 export const layoutCommands: Command[] = [
@@ -9,4 +10,5 @@ export const layoutCommands: Command[] = [
   layoutCheckCommand,
   layoutPlanCommand,
   layoutApplyCommand,
+  layoutImportRearCommand,
 ];
