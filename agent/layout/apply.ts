@@ -5,8 +5,16 @@
 
 import { execa } from "execa";
 import { access } from "node:fs/promises";
+import path from "node:path";
 import { environmentError, inputError } from "../../common/errors.ts";
-import { renderPrelude, renderStep } from "../../layouts/plan/script.ts";
+import {
+  DEFAULT_STATE_DIR,
+  isJournaled,
+  journalDir,
+  renderPrelude,
+  renderStep,
+  stepMarkerName,
+} from "../../layouts/plan/script.ts";
 import { keyFileFor } from "../../layouts/plan/steps.ts";
 import type { Plan, PlanStep } from "../../layouts/plan/types.ts";
 import type { Layout } from "../../layouts/schema.ts";
@@ -25,6 +33,7 @@ export type ApplyEvent =
 
 export interface ApplyOptions {
   keyFiles: Record<string, string>;
+  /** Where the resume journal lives (LIFEBOAT_STATE_DIR, /run/lifeboat by default). */
   stateDir?: string;
   onEvent?: (event: ApplyEvent) => void;
 }
@@ -58,11 +67,18 @@ export async function applyPlan(plan: Plan, options: ApplyOptions): Promise<void
   for (const [i, step] of plan.steps.entries()) {
     const index = i + 1;
     options.onEvent?.({ type: "step-start", index, total, step });
+    const marker = path.join(journalDir(plan, options.stateDir), stepMarkerName(step));
+    const skipped =
+      isJournaled(step) &&
+      (await access(marker).then(
+        () => true,
+        () => false,
+      ));
     const started = performance.now();
     const child = execa("bash", ["-c", `${prelude}\n${renderStep(plan, step)}\n`], {
       reject: false,
       all: true,
-      env: { LC_ALL: "C", ...(options.stateDir ? { LIFEBOAT_STATE_DIR: options.stateDir } : {}) },
+      env: { LC_ALL: "C", LIFEBOAT_STATE_DIR: options.stateDir ?? DEFAULT_STATE_DIR },
     });
     let output = "";
     child.all?.on("data", (chunk: Buffer) => {
@@ -85,7 +101,7 @@ export async function applyPlan(plan: Plan, options: ApplyOptions): Promise<void
       total,
       step,
       seconds: (performance.now() - started) / 1000,
-      skipped: output.includes("(already done)"),
+      skipped,
     });
   }
 }

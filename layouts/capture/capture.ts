@@ -8,7 +8,7 @@ import { missingToolError } from "../../common/exec.ts";
 import { parseBlkidExport, type BlkidProbe } from "../parse/blkid.ts";
 import { parseFilesystemDf, parseGetDefault, parseSubvolumeList } from "../parse/btrfs.ts";
 import { parseEfibootmgr } from "../parse/efibootmgr.ts";
-import { extFlavour, parseDumpe2fs } from "../parse/ext.ts";
+import { parseDumpe2fs } from "../parse/ext.ts";
 import { FINDMNT_COLUMNS, parseFindmnt, type MountEntry } from "../parse/findmnt.ts";
 import { toInt } from "../parse/kv.ts";
 import { parseLuks1, parseLuks2 } from "../parse/luks.ts";
@@ -373,7 +373,7 @@ class Capture {
       const sb = parseDumpe2fs(out.stdout);
       return {
         ...base,
-        type: type ?? extFlavour(sb.features),
+        type,
         blockSize: sb.blockSize,
         inodeSize: sb.inodeSize,
         blockCount: sb.blockCount,

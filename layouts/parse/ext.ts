@@ -35,11 +35,3 @@ export function parseDumpe2fs(text: string): ExtSuperblock {
     features: (fields["Filesystem features"] ?? "").split(/\s+/).filter(Boolean),
   };
 }
-
-/** ext2, ext3 or ext4, from the feature set (blkid's TYPE says the same; this is the fallback). */
-export function extFlavour(features: string[]): "ext2" | "ext3" | "ext4" {
-  if (features.some((f) => ["extent", "extents", "flex_bg", "64bit", "huge_file"].includes(f))) {
-    return "ext4";
-  }
-  return features.includes("has_journal") ? "ext3" : "ext2";
-}

@@ -16,7 +16,7 @@ export function planRestore(layout: Layout, targets: TargetDisk[], options: Plan
   const steps = buildSteps({ layout, assignments, targets, sizing, options, deviceMap, warnings });
   assertOrdered(steps);
   return {
-    planId: createHash("sha256").update(JSON.stringify(steps)).digest("hex").slice(0, 16),
+    planId: planIdentity(steps),
     host: layout.host.hostname,
     disks: assignments,
     deviceMap,
@@ -25,6 +25,16 @@ export function planRestore(layout: Layout, targets: TargetDisk[], options: Plan
     targetRoot: options.targetRoot,
     steps,
   };
+}
+
+/**
+ * The plan id keys the resume journal. It covers every step except what the wipe steps
+ * found on the targets: after a failed run the targets hold half a rebuild, and the rerun
+ * must still count as the same plan (its wipe steps are finished and skipped).
+ */
+function planIdentity(steps: PlanStep[]): string {
+  const stable = steps.map((s) => (s.kind === "wipe" ? { id: s.id } : s));
+  return createHash("sha256").update(JSON.stringify(stable)).digest("hex").slice(0, 16);
 }
 
 /** Every step must come after the steps it depends on; anything else is a planner bug. */

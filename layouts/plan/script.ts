@@ -12,7 +12,7 @@ const HEREDOC = "LIFEBOAT_INPUT";
 export function renderPrelude(plan: Plan): string {
   return `set -euo pipefail
 export LC_ALL=C
-LB_STATE="\${LIFEBOAT_STATE_DIR:-/run/lifeboat}/plan-${plan.planId}"
+LB_STATE="\${LIFEBOAT_STATE_DIR:-${DEFAULT_STATE_DIR}}/plan-${plan.planId}"
 mkdir -p "$LB_STATE"
 # Device nodes appear asynchronously, and there may be no udev to wait for: poll.
 lb_wait_device() {
@@ -47,8 +47,31 @@ function renderCommand(command: PlanCommand): string {
   return `  ${guard}\n    ${run}${input}\n  fi`;
 }
 
-export function stepMarker(step: PlanStep): string {
-  return `"$LB_STATE"/${shellQuote(step.id.replace(/[^A-Za-z0-9._-]/g, "_"))}.done`;
+export const DEFAULT_STATE_DIR = "/run/lifeboat";
+
+/** The journal marker's file name for a step, inside the plan's journal directory. */
+export function stepMarkerName(step: PlanStep): string {
+  return `${step.id.replace(/[^A-Za-z0-9._-]/g, "_")}.done`;
+}
+
+/** The plan's journal directory (what $LB_STATE is in the script). */
+export function journalDir(plan: Plan, stateDir = DEFAULT_STATE_DIR): string {
+  return `${stateDir}/plan-${plan.planId}`;
+}
+
+function stepMarker(step: PlanStep): string {
+  return `"$LB_STATE"/${shellQuote(stepMarkerName(step))}`;
+}
+
+/**
+ * Steps that only make sure something is in place (an open LUKS mapping, a mount) run every
+ * time; their commands are guarded. A journal marker would be wrong after a reboot or an
+ * unmount.
+ */
+const ALWAYS_RUN = new Set<PlanStep["kind"]>(["luks-open", "mount"]);
+
+export function isJournaled(step: PlanStep): boolean {
+  return !ALWAYS_RUN.has(step.kind);
 }
 
 /** One step as shell text: skipped when its journal marker exists, marked when it succeeds. */
@@ -56,6 +79,13 @@ export function renderStep(plan: Plan, step: PlanStep): string {
   const index = plan.steps.indexOf(step) + 1;
   const label = `step ${index}/${plan.steps.length}: ${step.title}`;
   const body = step.commands.map(renderCommand).join("\n");
+  if (!isJournaled(step)) {
+    return [
+      `# ${label} (runs every time; its commands are guarded)`,
+      `echo ${shellQuote(`lifeboat: ${label}`)}`,
+      body,
+    ].join("\n");
+  }
   return [
     `# ${label}`,
     ...(step.destroys.length ? step.destroys.map((d) => `# DESTROYS: ${d}`) : []),

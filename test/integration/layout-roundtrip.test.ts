@@ -1,7 +1,7 @@
 // The host round trip on loop devices: build real disk images, capture them, apply the
 // plan to blank images of the same size and 50% larger, capture again, and compare. The
 // layouts must match except for the sizes that are expected to change.
-import { readFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { MiB } from "../../common/units.ts";
@@ -164,6 +164,47 @@ describe("host round trip on loop devices", () => {
       `partition ${d}p7 grew from 294.0 MiB to 550.0 MiB`,
       `filesystem on ${d}p7 grew from 294.0 MiB to 550.0 MiB`,
     ]);
+  });
+});
+
+describe("a failed apply resumes", () => {
+  it("skips the finished steps on a rerun and keeps what they made", async () => {
+    scratch = await Scratch.create();
+    const source = await captureAndDetach(await buildGpt());
+    const target = await scratch.attach(await scratch.image("target.img", GPT_SIZE));
+    const root = path.join(scratch.dir, "restore-root");
+    process.env.LIFEBOAT_STATE_DIR = path.join(scratch.dir, "state");
+    const args = [
+      "layout",
+      "apply",
+      "--layout",
+      source.file,
+      "--map",
+      `${source.layout.disks[0]!.device}=${target.device}`,
+      "--target-root",
+      root,
+      "--yes",
+    ];
+    // A file where the target root should be: every step up to the first mount succeeds.
+    await writeFile(root, "in the way");
+    const first = await cli(...args);
+    expect(first.code).toBe(3);
+    expect(first.stderr).toContain("LB_APPLY_STEP_FAILED");
+    expect(first.stderr).toMatch(/Step \d+\/\d+ failed: Mount /);
+    // Something written between the runs must survive the rerun: no filesystem is remade.
+    const probe = await scratch.mount(target.partition(2), "probe");
+    await writeFile(path.join(probe, "written-between-runs"), "still here");
+    await scratch.unmountAll();
+    await rm(root);
+    const second = await cli(...args);
+    expect(second.code, second.stderr).toBe(0);
+    const done = second.stdout.split("\n").filter((l) => l.includes("already done")).length;
+    expect(done).toBe(7); // wipe, partition, 4 x mkfs, btrfs subvolumes
+    const rootMount = source.layout.mounts.entries.find((m) => m.source.endsWith("p2"))!.target;
+    expect(await readFile(path.join(root, rootMount, "written-between-runs"), "utf8")).toBe(
+      "still here",
+    );
+    delete process.env.LIFEBOAT_STATE_DIR;
   });
 });
 

@@ -180,6 +180,7 @@ export const layoutApplyCommand: Command = {
     await preflight(plan, layout, { keyFiles });
     await applyPlan(plan, {
       keyFiles,
+      stateDir: process.env.LIFEBOAT_STATE_DIR || undefined,
       onEvent: (event) => {
         if (ctx.json) {
           if (event.type !== "step-output") {
