@@ -535,11 +535,21 @@ function btrfsSubvolumeStep(
   device: string,
   after: string,
 ) {
-  const subvolumes = [...fs.subvolumes].sort(
+  const needDefault = fs.defaultSubvolume.id !== 5 && fs.defaultSubvolume.path !== "";
+  // The default subvolume must exist before set-default, even if the list lacks it (an
+  // imported layout may name only the default).
+  const listed = fs.subvolumes.map((s) => s.path);
+  const wanted =
+    needDefault && !listed.includes(fs.defaultSubvolume.path)
+      ? [
+          ...fs.subvolumes,
+          { id: fs.defaultSubvolume.id, parentId: 5, path: fs.defaultSubvolume.path, uuid: null },
+        ]
+      : fs.subvolumes;
+  const subvolumes = [...wanted].sort(
     (a, b) => depth(a.path) - depth(b.path) || a.path.localeCompare(b.path),
   );
-  const needDefault = fs.defaultSubvolume.id !== 5 && fs.defaultSubvolume.path !== "";
-  if (subvolumes.length === 0 && !needDefault) return;
+  if (subvolumes.length === 0) return;
   const top = `/run/lifeboat/btrfs-${fs.uuid ?? base(device)}`;
   const commands: PlanCommand[] = [
     { argv: ["mkdir", "-p", top] },

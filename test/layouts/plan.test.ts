@@ -5,16 +5,26 @@ import { planRestore } from "../../layouts/plan/plan.ts";
 import { renderScript } from "../../layouts/plan/script.ts";
 import type { Plan, PlanStep } from "../../layouts/plan/types.ts";
 import type { Layout } from "../../layouts/schema.ts";
-import { loadLayout, vmFixtures } from "../helpers/fixtures.ts";
+import { readdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { importRearLayout } from "../../layouts/rear.ts";
+import { FIXTURES, loadLayout, vmFixtures } from "../helpers/fixtures.ts";
 import { blankDisk, options, sameDisks } from "../helpers/targets.ts";
 
 const gpt = loadLayout("host/gpt-mixed.json");
 const mbr = loadLayout("host/mbr-logical.json");
 const vm = Object.fromEntries(vmFixtures().map((name) => [name, loadLayout(`vm/${name}.json`)]));
+const rear = readdirSync(path.join(FIXTURES, "rear"))
+  .filter((f) => f.endsWith(".conf") && f !== "unmappable.conf")
+  .map((f): [string, Layout] => {
+    const text = readFileSync(path.join(FIXTURES, "rear", f), "utf8");
+    return [`rear/${f}`, importRearLayout(text, { source: f, now: new Date(0) }).layout];
+  });
 const all: [string, Layout][] = [
   ["host/gpt-mixed", gpt],
   ["host/mbr-logical", mbr],
   ...Object.entries(vm).map(([name, layout]) => [`vm/${name}`, layout] as [string, Layout]),
+  ...rear,
 ];
 
 const step = (plan: Plan, id: string): PlanStep => {
@@ -301,6 +311,40 @@ describe("safety", () => {
       ]),
     );
     expect(renderScript(plan)).toContain("# DESTROYS: /dev/loop0p1: ext4 'old' (UUID 1234)");
+  });
+});
+
+describe("btrfs", () => {
+  it("creates the subvolumes parents first and sets the captured default", () => {
+    const plan = planRestore(gpt, sameDisks(gpt), options());
+    const argv = argvOf(plan, "btrfs-subvolumes:/dev/loop0p4").map((a) => a.join(" "));
+    const top = "/run/lifeboat/btrfs-" + gpt.filesystems.find((f) => f.type === "btrfs")!.uuid;
+    expect(argv).toEqual([
+      `mkdir -p ${top}`,
+      `mount -t btrfs -o subvolid=5 /dev/loop0p4 ${top}`,
+      `btrfs subvolume create ${top}/@`,
+      `btrfs subvolume create ${top}/@home`,
+      `btrfs subvolume set-default ${top}/@`,
+      `umount ${top}`,
+    ]);
+  });
+
+  it("creates a default subvolume that the subvolume list does not name", () => {
+    const layout = structuredClone(gpt);
+    const btrfs = layout.filesystems.find((f) => f.type === "btrfs")!;
+    if (btrfs.type !== "btrfs") throw new Error("fixture changed");
+    btrfs.defaultSubvolume = { id: 300, path: "@/.snapshots/1/snapshot" };
+    const plan = planRestore(layout, sameDisks(layout), options());
+    const argv = argvOf(plan, "btrfs-subvolumes:/dev/loop0p4").map((a) => a.join(" "));
+    const create = argv.findIndex((a) =>
+      a.endsWith("subvolume create /run/lifeboat/btrfs-" + btrfs.uuid + "/@/.snapshots/1/snapshot"),
+    );
+    const setDefault = argv.findIndex(
+      (a) => a.includes("set-default") && a.endsWith("@/.snapshots/1/snapshot"),
+    );
+    expect(create).toBeGreaterThan(argv.findIndex((a) => a.endsWith("/@")));
+    expect(setDefault).toBeGreaterThan(create);
+    expect(argv).toContain(`mkdir -p /run/lifeboat/btrfs-${btrfs.uuid}/@/.snapshots/1`);
   });
 });
 
