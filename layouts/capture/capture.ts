@@ -54,6 +54,7 @@ const EXCLUDED_FS: Record<string, string> = {
   devpts: "pseudo filesystem",
   tmpfs: "memory-backed, empty after boot",
   ramfs: "memory-backed, empty after boot",
+  rootfs: "initramfs root, rebuilt at every boot",
   securityfs: "pseudo filesystem",
   cgroup: "pseudo filesystem",
   cgroup2: "pseudo filesystem",
