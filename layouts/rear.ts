@@ -48,6 +48,7 @@ import {
   type Pv,
   type Vg,
 } from "./schema.ts";
+import { GPT_TYPES } from "./parse/sfdisk.ts";
 
 export interface UnmappedLine {
   /** 1-based line number in the input. */
@@ -148,16 +149,6 @@ const BTRFS_DEFAULT_FEATURES = new Set([
   "no-holes",
   "free-space-tree",
 ]);
-
-const GPT_TYPES = {
-  esp: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-  biosBoot: "21686148-6449-6E6F-744E-656564454649",
-  linuxFs: "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
-  linuxSwap: "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
-  linuxLvm: "E6D6D379-F507-44C2-A23C-238F2A3DF928",
-  linuxRaid: "A19D880F-05FC-4D3B-A006-743F0F84911E",
-  prep: "9E1A2D38-C612-4316-AA26-8B49521E5A8B",
-} as const;
 
 const NOT_A_REAR_KEYWORD =
   "not a keyword ReaR writes (checked against rear/rear master of 2026-08-19), so its format is unknown; multi-device btrfs is not imported";

@@ -36,6 +36,7 @@ export const GPT_TYPES = {
   linuxLvm: "E6D6D379-F507-44C2-A23C-238F2A3DF928",
   linuxRaid: "A19D880F-05FC-4D3B-A006-743F0F84911E",
   xbootldr: "BC13C2FF-59E6-4262-A352-B275FD6F7172",
+  prep: "9E1A2D38-C612-4316-AA26-8B49521E5A8B",
 } as const;
 
 const MBR_EXTENDED = new Set(["5", "f", "85"]);
