@@ -88,9 +88,10 @@ function toLv(vg: string, lv: Row, segRows: Row[]): Lv {
   const uuid = lv.lv_uuid ?? "";
   const segments = segRows.filter((s) => s.lv_uuid === uuid).map(toSegment);
   const attr = lv.lv_attr ?? "";
-  const roles = (lv.lv_role ?? "").split(",");
   const layout = (lv.lv_layout ?? "").split(",");
-  const hidden = roles.includes("private") || /^\[.*\]$/.test(lv.lv_name ?? "");
+  // lvm brackets the names of LVs it hides (rimage, tdata, pmspare). lv_role "private" is
+  // not the same thing: a thin pool with thin volumes in it is private, and visible.
+  const hidden = /^\[.*\]$/.test(lv.lv_name ?? "");
   const first = segRows.find((s) => s.lv_uuid === uuid);
   let role: Lv["role"] = "normal";
   if (hidden) role = "internal";
