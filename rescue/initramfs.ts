@@ -388,6 +388,10 @@ async function packCpioZstd(staging: string, out: string, level: number) {
 /**
  * The start of an /init script for a busybox initramfs: mounts the pseudo filesystems and
  * loads the modules listed in MODULE_LOAD_ORDER. `body` runs after that.
+ *
+ * Debian's busybox-static runs its own applets ahead of PATH (tar, mount, blkid, mkfs.vfat,
+ * ...), even when the image holds the real program. Run scripts that need the real tools
+ * with bash (add it to `programs`), or call them by full path.
  */
 export function busyboxInit(body: string): string {
   return `#!/bin/sh
@@ -399,15 +403,17 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs tmpfs /tmp
-if [ -d /sys/firmware/efi/efivars ]; then
-  mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>/dev/null
-fi
 if [ -f ${MODULE_LOAD_ORDER} ]; then
   while read -r module params; do
     [ -n "$module" ] || continue
+    # A module already loaded (by the kernel's own request_module) is fine.
+    grep -q "^$(basename "$module" .ko | tr - _) " /proc/modules && continue
     # shellcheck disable=SC2086
-    insmod "$module" $params 2>/dev/null || echo "init: could not load $module" >&2
+    insmod "$module" $params || echo "init: could not load $module" >&2
   done < ${MODULE_LOAD_ORDER}
+fi
+if [ -d /sys/firmware/efi/efivars ]; then
+  mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 fi
 ${body}
 `;

@@ -135,6 +135,24 @@ export async function ensureDebianRootfs(options: RootfsOptions): Promise<Rootfs
   }
 }
 
+/**
+ * The rootfs as a plain tar next to the compressed one (same key): VMs read it from a raw
+ * disk, because decompressing zstd under TCG is slower than the guest's disk writes.
+ */
+export async function ensureUncompressedTar(rootfs: Rootfs): Promise<string> {
+  const tar = rootfs.tarball.replace(/\.zst$/, "");
+  if (!existsSync(tar)) {
+    const tmp = `${tar}.tmp-${process.pid}`;
+    try {
+      await runTool(["zstd", "-q", "-d", "-f", rootfs.tarball, "-o", tmp]);
+      renameSync(tmp, tar);
+    } finally {
+      rmSync(tmp, { force: true });
+    }
+  }
+  return tar;
+}
+
 async function logged(
   log: NodeJS.WritableStream,
   file: string,

@@ -61,6 +61,8 @@ export interface VmOptions {
   /** QEMU user networking; off (no NIC at all) unless given. */
   network?: VmNetwork;
   accel?: "tcg" | "kvm";
+  /** The CPU model; by default "max" under TCG and "host" under KVM. */
+  cpu?: string;
   extraArgs?: readonly string[];
 }
 
@@ -107,7 +109,7 @@ export function qemuArgs(
     "-accel",
     accel,
     "-cpu",
-    accel === "kvm" ? "host" : "max",
+    options.cpu ?? (accel === "kvm" ? "host" : "max"),
     "-m",
     String(options.memoryMiB ?? 1024),
     "-smp",
