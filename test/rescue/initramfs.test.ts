@@ -1,5 +1,10 @@
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  buildInitramfs,
   busyboxInit,
   MODULE_LOAD_ORDER,
   parseBusyboxApplets,
@@ -78,5 +83,77 @@ describe("busyboxInit", () => {
     expect(init).toContain("mount -t devtmpfs devtmpfs /dev");
     expect(init).toContain(`done < ${MODULE_LOAD_ORDER}`);
     expect(init.indexOf("insmod")).toBeLessThan(init.indexOf("echo READY"));
+  });
+});
+
+describe("buildInitramfs", () => {
+  it("packs busybox, programs with their libraries, files and /init into a zstd newc cpio", async () => {
+    const work = path.join(import.meta.dirname, "..", "..", ".work");
+    mkdirSync(work, { recursive: true });
+    const dir = await mkdtemp(path.join(work, "initramfs-test-"));
+    try {
+      const result = await buildInitramfs({
+        out: path.join(dir, "test.cpio.zst"),
+        programs: ["blkid", { source: "zstd", dest: "/opt/zstd" }],
+        files: [{ dest: "/etc/marker", content: "hello\n" }],
+        symlinks: [{ path: "/usr/sbin/findfs2", target: "blkid" }],
+        init: busyboxInit("echo READY"),
+        compressionLevel: 1,
+      });
+      expect(result.size).toBeGreaterThan(100_000);
+      const listing = execFileSync(
+        "bash",
+        ["-c", 'zstd -dc "$1" | cpio -itv --quiet', "list", result.path],
+        { encoding: "utf8" },
+      );
+      const entries = new Map(
+        listing
+          .trim()
+          .split("\n")
+          .map((line) => {
+            const fields = line.trim().split(/\s+/);
+            return [fields[8] ?? "", line] as const;
+          }),
+      );
+      // busybox itself is the real binary, not one of its own applet links.
+      expect(entries.get("usr/bin/busybox")).toMatch(/^-rwxr-xr-x/);
+      expect(entries.get("usr/bin/sh")).toMatch(/-> \/usr\/bin\/busybox$/);
+      expect(entries.get("bin")).toMatch(/-> usr\/bin$/);
+      // Programs replace the applet of the same name; libraries and the ELF interpreter come along.
+      expect(entries.get("usr/sbin/blkid")).toMatch(/^-rwxr-xr-x/);
+      expect(entries.has("opt/zstd")).toBe(true);
+      expect(entries.has("usr/lib64/ld-linux-x86-64.so.2")).toBe(true);
+      expect(entries.has("usr/lib/x86_64-linux-gnu/libblkid.so.1")).toBe(true);
+      expect(entries.get("usr/sbin/findfs2")).toMatch(/-> blkid$/);
+      expect(entries.get("init")).toMatch(/^-rwxr-xr-x/);
+      expect(entries.get("etc/marker")).toMatch(/^-rw-r--r--/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names kernel modules that don't exist", async () => {
+    const work = path.join(import.meta.dirname, "..", "..", ".work");
+    mkdirSync(work, { recursive: true });
+    const dir = await mkdtemp(path.join(work, "initramfs-test-"));
+    try {
+      // An empty module tree: modprobe knows no module at all.
+      mkdirSync(path.join(dir, "k", "lib", "modules", "0.0-test"), { recursive: true });
+      writeFileSync(path.join(dir, "k", "lib", "modules", "0.0-test", "modules.dep"), "");
+      await expect(
+        buildInitramfs({
+          out: path.join(dir, "test.cpio.zst"),
+          busybox: false,
+          init: "#!/bin/sh\n",
+          modules: {
+            root: path.join(dir, "k"),
+            version: "0.0-test",
+            names: ["nosuchmod", "dm_mod"],
+          },
+        }),
+      ).rejects.toThrow(/no module named nosuchmod, dm_mod/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
