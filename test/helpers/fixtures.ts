@@ -17,7 +17,8 @@ export function vmFixtures(): string[] {
   const dir = path.join(FIXTURES, "vm");
   if (!existsSync(dir)) return [];
   return readdirSync(dir)
-    .filter((f) => f.endsWith(".json"))
+    // Scenario fixtures are named like "a-bios-gpt-ext4.json"; versions.json is not one.
+    .filter((f) => /^[a-z]-.+\.json$/.test(f))
     .map((f) => f.replace(/\.json$/, ""))
     .sort();
 }
