@@ -31,7 +31,8 @@ describe("cryptsetup luksDump", () => {
       subsystem: null,
       cipher: "aes-xts-plain64",
       keySizeBits: 512,
-      sectorSize: 512,
+      // cryptsetup picks 4096-byte sectors on an image file with 4 KiB blocks.
+      sectorSize: 4096,
       dataOffsetBytes: 16 * 1048576,
       pbkdf: { type: "pbkdf2", hash: "sha256", iterations: 1000, memoryKiB: null },
       integrity: null,
