@@ -31,7 +31,8 @@ function toEntry(number: string, active: boolean, rest: string): EfiBootEntry {
   const label = (tab >= 0 ? rest.slice(0, tab) : rest).trim();
   const devicePath = tab >= 0 ? rest.slice(tab + 1).trim() : "";
   const hd = /HD\(\d+,GPT,([0-9a-fA-F-]{36})/.exec(devicePath);
-  const file = /File\(([^)]*)\)/.exec(devicePath);
+  // "File(...)" is the loader; "FvFile(...)" is firmware-internal and is not.
+  const file = /(?:^|\/)File\(([^)]*)\)/.exec(devicePath);
   return {
     number: number.toUpperCase(),
     label,

@@ -154,7 +154,7 @@ function fitPartitions(disk: Disk, target: TargetDisk, model: ContentModel, resu
 function tooSmall(disk: Disk, target: TargetDisk, neededBytes: number, lines: string[]) {
   return inputError(
     "LB_TARGET_TOO_SMALL",
-    `${target.device} (${formatBytes(target.sizeBytes)}) is too small for ${disk.device} (${formatBytes(disk.sizeBytes)}): ` +
+    `Target disk ${target.device} (${formatBytes(target.sizeBytes)}) is too small for the layout's ${disk.device} (${formatBytes(disk.sizeBytes)}): ` +
       `it needs at least ${formatBytes(neededBytes)} even with every filesystem shrunk to its used space plus margin.\n` +
       lines.join("\n"),
     `Use a disk of at least ${formatBytes(neededBytes)}: pass --map ${disk.device}=NEW.`,

@@ -240,7 +240,9 @@ describe("growing and shrinking", () => {
     const error = refusal(() => planRestore(gpt, [blankDisk("/dev/loop0", 600 * MiB)], options()));
     expect(error.code).toBe("LB_TARGET_TOO_SMALL");
     expect(error.kind).toBe("input");
-    expect(error.message).toContain("/dev/loop0 (600.0 MiB) is too small for /dev/loop0 (1.2 GiB)");
+    expect(error.message).toContain(
+      "Target disk /dev/loop0 (600.0 MiB) is too small for the layout's /dev/loop0 (1.2 GiB)",
+    );
     expect(error.message).toMatch(/needs at least \d+\.\d MiB/);
     expect(error.message).toMatch(/\/dev\/loop0p3 {2}300\.0 MiB {2}xfs uses/);
     expect(error.message).toContain("/dev/loop0p1  1.0 MiB  fixed (BIOS boot)");
@@ -311,6 +313,74 @@ describe("safety", () => {
       ]),
     );
     expect(renderScript(plan)).toContain("# DESTROYS: /dev/loop0p1: ext4 'old' (UUID 1234)");
+  });
+});
+
+describe("LVM (fixture b: UEFI, ESP, LVM root/home/swap)", () => {
+  const b = vm["b-uefi-lvm"]!;
+  const disk = b.disks[0]!;
+  const vg = b.lvm.vgs[0]!;
+
+  it("recreates PV UUIDs, the VG's extent size and every LV at its size", () => {
+    const plan = planRestore(b, sameDisks(b), options());
+    expect(argvOf(plan, "pv:/dev/vda3")[0]).toEqual(
+      expect.arrayContaining(["--uuid", b.lvm.pvs[0]!.uuid, "/dev/vda3"]),
+    );
+    expect(argvOf(plan, "vg:vg0")[0]!.join(" ")).toContain(`-s 4096k vg0 /dev/vda3`);
+    for (const lv of vg.lvs) {
+      expect(argvOf(plan, `lv:vg0/${lv.name}`)[1]!.join(" ")).toContain(
+        `-L ${lv.sizeBytes / 1024}k -n ${lv.name} vg0`,
+      );
+    }
+  });
+
+  it("grows the PV partition into a larger disk and leaves the LVs alone", () => {
+    const plan = planRestore(b, sameDisks(b, 1.5), options());
+    expect(plan.resizes.map((r) => r.what)).toEqual(["/dev/vda3"]);
+    for (const lv of vg.lvs) {
+      expect(argvOf(plan, `lv:vg0/${lv.name}`)[1]!.join(" ")).toContain(
+        `-L ${lv.sizeBytes / 1024}k`,
+      );
+    }
+  });
+
+  it("shrinks onto a disk 20% smaller: VG free space first, then the LV with the most slack", () => {
+    const size = Math.floor((disk.sizeBytes * 0.8) / MiB) * MiB;
+    const plan = planRestore(b, [blankDisk("/dev/vda", size)], options());
+    const whats = plan.resizes.map((r) => r.what);
+    expect(whats).toContain("/dev/vda3");
+    expect(whats).toContain("vg0/root");
+    expect(whats).not.toContain("vg0/home");
+    expect(whats).not.toContain("vg0/swap");
+    const root = plan.resizes.find((r) => r.what === "vg0/root")!;
+    const rootFs = b.filesystems.find((f) => f.device === "/dev/mapper/vg0-root")!;
+    expect(root.toBytes).toBeGreaterThan(rootFs.usage!.usedBytes * 1.1);
+    // The LVs fit into the shrunken PV: new PV size >= sum of LV sizes.
+    const pv = plan.resizes.find((r) => r.what === "/dev/vda3")!;
+    const lvTotal = vg.lvs.reduce(
+      (sum, lv) =>
+        sum + (plan.resizes.find((r) => r.what === `vg0/${lv.name}`)?.toBytes ?? lv.sizeBytes),
+      0,
+    );
+    expect(pv.toBytes - b.lvm.pvs[0]!.peStartBytes).toBeGreaterThanOrEqual(lvTotal);
+    expect(argvOf(plan, "lv:vg0/root")[1]!.join(" ")).toContain(`-L ${root.toBytes / 1024}k`);
+  });
+
+  it("refuses a disk too small for the LVs' data, naming the PV's minimum", () => {
+    const error = refusal(() => planRestore(b, [blankDisk("/dev/vda", 1536 * MiB)], options()));
+    expect(error.code).toBe("LB_TARGET_TOO_SMALL");
+    expect(error.message).toMatch(
+      /\/dev\/vda3 {2}[\d.]+ GiB {2}LVM PV of vg0: [\d.]+ GiB of LVs at their minimum/,
+    );
+    expect(error.message).toContain("/dev/vda1  256.0 MiB  fixed (EFI system partition)");
+  });
+
+  it("puts a vda layout on an NVMe disk with NVMe partition names all the way down", () => {
+    const plan = planRestore(b, [blankDisk("/dev/nvme0n1", disk.sizeBytes)], options());
+    expect(step(plan, "pv:/dev/nvme0n1p3")).toBeDefined();
+    expect(argvOf(plan, "vg:vg0")[0]!.at(-1)).toBe("/dev/nvme0n1p3");
+    expect(argvOf(plan, "mkfs:/dev/nvme0n1p1")[0]![0]).toBe("mkfs.vfat");
+    expect(flat(plan)).not.toMatch(/\/dev\/vda/);
   });
 });
 
