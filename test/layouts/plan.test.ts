@@ -439,3 +439,145 @@ describe("the script", () => {
     expect(c.planId).not.toBe(a.planId);
   });
 });
+
+describe("md RAID1, LUKS2 and LVM (fixture c)", () => {
+  const c = vm["c-raid1-luks-lvm-xfs"]!;
+  const plan = planRestore(c, sameDisks(c), options({ keyFiles: { cryptroot: "/run/key" } }));
+  const ids = plan.steps.map((s) => s.id);
+
+  it("builds the stack bottom up: both tables, the arrays, LUKS on md1, then the PV on it", () => {
+    const at = (id: string) => {
+      expect(ids).toContain(id);
+      return ids.indexOf(id);
+    };
+    expect(at("md:/dev/md1")).toBeGreaterThan(at("partition:/dev/vdb"));
+    expect(at("luks-format:/dev/md1")).toBeGreaterThan(at("md:/dev/md1"));
+    expect(at("luks-open:cryptroot")).toBeGreaterThan(at("luks-format:/dev/md1"));
+    expect(at("pv:/dev/mapper/cryptroot")).toBeGreaterThan(at("luks-open:cryptroot"));
+    expect(at("mkfs:/dev/md0")).toBeGreaterThan(at("md:/dev/md0"));
+  });
+
+  it("recreates each array with its UUID, name, homehost, metadata and bitmap", () => {
+    for (const md of c.md) {
+      const create = argvOf(plan, `md:${md.device}`).find((a) => a.includes("--create"))!;
+      const [homehost, name] = md.name!.split(":");
+      expect(create).toEqual(
+        expect.arrayContaining([
+          `--uuid=${md.uuid}`,
+          `--name=${name}`,
+          `--homehost=${homehost}`,
+          "--metadata=1.2",
+          "--level=raid1",
+          `--bitmap=${md.bitmap}`,
+          ...md.members.map((m) => m.device),
+        ]),
+      );
+    }
+  });
+
+  it("formats LUKS with the captured UUID, data offset and pbkdf, keyed from the given file", () => {
+    const luks = c.luks[0]!;
+    const format = argvOf(plan, "luks-format:/dev/md1").find((a) => a.includes("luksFormat"))!;
+    const value = (flag: string) => format[format.indexOf(flag) + 1];
+    expect(value("--type")).toBe("luks2");
+    expect(value("--uuid")).toBe(luks.uuid);
+    expect(value("--offset")).toBe(String(luks.dataOffsetBytes! / 512));
+    expect(value("--cipher")).toBe("aes-xts-plain64");
+    expect(value("--key-size")).toBe("512");
+    expect(value("--pbkdf")).toBe("pbkdf2");
+    expect(value("--key-file")).toBe("/run/key");
+    expect(format.at(-1)).toBe("/dev/md1");
+  });
+
+  it("makes the xfs root with its UUID and label, and mounts /boot from md0", () => {
+    const root = c.filesystems.find((fs) => fs.type === "xfs")!;
+    expect(argvOf(plan, "mkfs:/dev/mapper/vg0-root")[0]!.join(" ")).toContain(`uuid=${root.uuid}`);
+    expect(argvOf(plan, "mount:/mnt/lifeboat/boot").at(-1)).toEqual([
+      "mount",
+      "-t",
+      "ext4",
+      "/dev/md0",
+      "/mnt/lifeboat/boot",
+    ]);
+  });
+});
+
+describe("btrfs subvolumes (fixture d)", () => {
+  it("mounts / and /home by subvolume after creating them, and sets @ as default", () => {
+    const d = vm["d-btrfs-subvols"]!;
+    const plan = planRestore(d, sameDisks(d), options());
+    const subvols = argvOf(plan, "btrfs-subvolumes:/dev/vda2").map((a) => a.join(" "));
+    expect(
+      subvols.filter((a) => a.includes("subvolume create")).map((a) => a.split("/").pop()),
+    ).toEqual(["@", "@home"]);
+    expect(subvols.find((a) => a.includes("set-default"))).toMatch(/\/@$/);
+    expect(argvOf(plan, "mount:/mnt/lifeboat").at(-1)!.join(" ")).toBe(
+      "mount -t btrfs -o subvol=@ /dev/vda2 /mnt/lifeboat",
+    );
+    expect(step(plan, "mount:/mnt/lifeboat/home").dependsOn).toContain(
+      "btrfs-subvolumes:/dev/vda2",
+    );
+  });
+});
+
+describe("MBR logical partitions (fixture e)", () => {
+  it("writes the extended container and logical partitions at their captured positions", () => {
+    const e = vm["e-mbr-logical"]!;
+    const plan = planRestore(e, sameDisks(e), options());
+    const table = e.disks[0]!.partitionTable!;
+    const lines = sfdiskInput(plan, "/dev/vda")
+      .split("\n")
+      .filter((l) => l.includes(" : "));
+    expect(lines.map((l) => l.split(" : ")[0])).toEqual(table.partitions.map((p) => p.device));
+    for (const p of table.partitions)
+      expect(lines.find((l) => l.startsWith(`${p.device} `))).toContain(
+        `start=${p.startBytes / 512}`,
+      );
+    expect(plan.steps.some((s) => s.id === "mkfs:/dev/vda2")).toBe(false);
+    expect(argvOf(plan, "mkfs:/dev/vda6")[0]![0]).toBe("mkswap");
+  });
+});
+
+describe("thin pools (fixture f)", () => {
+  const f = vm["f-lvm-thin"]!;
+  const plan = planRestore(f, sameDisks(f), options());
+
+  it("creates the pool with its chunk and metadata size before the thin volumes", () => {
+    const pool = argvOf(plan, "lv:vg0/pool")
+      .find((a) => a[0] === "lvcreate")!
+      .join(" ");
+    expect(pool).toContain("--type thin-pool");
+    expect(pool).toContain("--poolmetadatasize 4096k");
+    expect(pool).toContain("--chunksize 64k");
+    for (const name of ["root", "data"]) {
+      const lv = f.lvm.vgs[0]!.lvs.find((l) => l.name === name)!;
+      expect(step(plan, `lv:vg0/${name}`).dependsOn).toContain("lv:vg0/pool");
+      expect(
+        argvOf(plan, `lv:vg0/${name}`)
+          .find((a) => a[0] === "lvcreate")!
+          .join(" "),
+      ).toContain(`--type thin -V ${lv.sizeBytes / 1024}k --thinpool pool -n ${name} vg0`);
+    }
+  });
+
+  it("keeps the over-provisioned thin volumes on a smaller disk instead of shrinking them", () => {
+    const smaller = planRestore(f, sameDisks(f, 0.9), options());
+    expect(smaller.resizes.map((r) => r.what)).not.toContain("vg0/root");
+    expect(smaller.resizes.map((r) => r.what)).not.toContain("vg0/data");
+  });
+});
+
+describe("NVMe (fixture g)", () => {
+  it("restores an NVMe layout onto a virtio disk with vda-style names", () => {
+    const g = vm["g-nvme"]!;
+    const plan = planRestore(g, [blankDisk("/dev/vda", g.disks[0]!.sizeBytes)], options());
+    expect(plan.deviceMap).toMatchObject({
+      "/dev/nvme0n1p1": "/dev/vda1",
+      "/dev/nvme0n1p2": "/dev/vda2",
+    });
+    expect(argvOf(plan, "mount:/mnt/lifeboat/boot/efi").at(-1)!.join(" ")).toBe(
+      "mount -t vfat /dev/vda1 /mnt/lifeboat/boot/efi",
+    );
+    expect(flat(plan)).not.toContain("nvme0n1");
+  });
+});

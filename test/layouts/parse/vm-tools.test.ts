@@ -106,3 +106,152 @@ describe("b: UEFI, ESP, LVM with root, home and swap LVs", () => {
     expect(root.parents).toEqual(["vda3"]);
   });
 });
+
+const c = loadLayout("vm/c-raid1-luks-lvm-xfs.json");
+const d = loadLayout("vm/d-btrfs-subvols.json");
+const e = loadLayout("vm/e-mbr-logical.json");
+const f = loadLayout("vm/f-lvm-thin.json");
+const g = loadLayout("vm/g-nvme.json");
+
+describe("c: two-disk md RAID1, LUKS2, LVM, xfs", () => {
+  it("parses both arrays: members by slot, metadata, UUID, name and bitmap", () => {
+    expect(
+      c.md.map((md) => ({
+        device: md.device,
+        name: md.name,
+        level: md.level,
+        metadata: md.metadata,
+        bitmap: md.bitmap,
+        members: md.members.map((m) => `${m.slot}:${m.device}`),
+      })),
+    ).toEqual([
+      {
+        device: "/dev/md0",
+        name: "fixture-c:boot",
+        level: "raid1",
+        metadata: "1.2",
+        bitmap: "none",
+        members: ["0:/dev/vda2", "1:/dev/vdb2"],
+      },
+      {
+        device: "/dev/md1",
+        name: "fixture-c:data",
+        level: "raid1",
+        metadata: "1.2",
+        bitmap: "internal",
+        members: ["0:/dev/vda3", "1:/dev/vdb3"],
+      },
+    ]);
+    expect(c.md[1]!.uuid).toMatch(/^[0-9a-f]{8}(:[0-9a-f]{8}){3}$/);
+    const roles = c.disks.flatMap((disk) => disk.partitionTable!.partitions.map((p) => p.roles));
+    expect(roles).toEqual([["esp"], ["raid"], ["raid"], ["esp"], ["raid"], ["raid"]]);
+  });
+
+  it("parses the LUKS2 header on md1 with its mapper name from crypttab, and no key", () => {
+    expect(c.luks).toHaveLength(1);
+    expect(c.luks[0]).toMatchObject({
+      device: "/dev/md1",
+      mapperName: "cryptroot",
+      version: 2,
+      label: "cryptroot",
+      cipher: "aes-xts-plain64",
+      keySizeBits: 512,
+      dataOffsetBytes: 16 * 1048576,
+      pbkdf: { type: "pbkdf2", hash: "sha256", iterations: 1000 },
+      integrity: null,
+    });
+    expect(c.configFiles.crypttab).toContain(`UUID=${c.luks[0]!.uuid}`);
+    // The crypttab names a key file; the layout never holds key material itself.
+    expect(JSON.stringify(c)).not.toMatch(/"(key|passphrase)"\s*:/i);
+  });
+
+  it("puts the PV on the opened LUKS device and the xfs root on an LV, with xfs geometry", () => {
+    expect(c.lvm.pvs.map((pv) => `${pv.device}:${pv.vg}`)).toEqual(["/dev/mapper/cryptroot:vg0"]);
+    const root = c.filesystems.find((fs) => fs.device === "/dev/mapper/vg0-root")!;
+    if (root.type !== "xfs") throw new Error(`root is ${root.type}, expected xfs`);
+    expect(root.label).toBe("root");
+    expect(root.geometry).toMatchObject({ blockSize: 4096, agCount: 4, logInternal: true });
+    expect(root.geometry.features).toMatchObject({ crc: 1, reflink: 1 });
+  });
+
+  it("records both ESPs, one mounted at /boot/efi", () => {
+    expect(c.boot.firmware).toBe("uefi");
+    expect(c.boot.esp!.devices).toEqual(["/dev/vda1", "/dev/vdb1"]);
+    expect(c.mounts.entries.find((m) => m.target === "/boot")!.source).toBe("/dev/md0");
+  });
+});
+
+describe("d: btrfs root with subvolumes @ and @home, default @", () => {
+  it("lists the subvolumes with ids and paths and the non-top-level default", () => {
+    const btrfs = d.filesystems[0]!;
+    if (btrfs.type !== "btrfs") throw new Error(`expected btrfs, got ${btrfs.type}`);
+    expect(btrfs.subvolumes.map((s) => `${s.id}:${s.parentId}:${s.path}`)).toEqual([
+      "256:5:@",
+      "257:5:@home",
+    ]);
+    expect(btrfs.defaultSubvolume).toEqual({ id: 256, path: "@" });
+    expect(btrfs).toMatchObject({ dataProfile: "single", metadataProfile: "dup" });
+  });
+
+  it("mounts / and /home from the same device by subvolume", () => {
+    expect(
+      d.mounts.entries.map((m) => [m.target, m.options.find((o) => o.startsWith("subvol="))]),
+    ).toEqual([
+      ["/", "subvol=/@"],
+      ["/home", "subvol=/@home"],
+    ]);
+    expect(d.boot.kernelCmdline).toContain("rootflags=subvol=@");
+  });
+});
+
+describe("e: MBR with extended and logical partitions", () => {
+  it("parses primary, extended and logical partitions with their MBR types", () => {
+    const table = e.disks[0]!.partitionTable!;
+    expect(table.type).toBe("dos");
+    expect(table.partitions.map((p) => `${p.device}:${p.kind}:${p.type}`)).toEqual([
+      "/dev/vda1:primary:0x83",
+      "/dev/vda2:extended:0x5",
+      "/dev/vda5:logical:0x83",
+      "/dev/vda6:logical:0x82",
+      "/dev/vda7:logical:0x83",
+    ]);
+    expect(table.partitions[0]!.roles).toContain("boot");
+    // Logical partitions lie inside the extended one.
+    const ext = table.partitions[1]!;
+    for (const p of table.partitions.slice(2)) {
+      expect(p.startBytes).toBeGreaterThan(ext.startBytes);
+      expect(p.startBytes + p.sizeBytes).toBeLessThanOrEqual(ext.startBytes + ext.sizeBytes);
+    }
+  });
+});
+
+describe("f: LVM thin pool with two thin volumes", () => {
+  it("keeps the pool with metadata and chunk size, and both thin volumes", () => {
+    const vg = f.lvm.vgs[0]!;
+    expect(vg.lvs.map((lv) => `${lv.name}:${lv.role}`).sort()).toEqual([
+      "data:thin",
+      "pool:thin-pool",
+      "root:thin",
+    ]);
+    const pool = vg.lvs.find((lv) => lv.name === "pool")!;
+    expect(pool.thinPool).toMatchObject({ metadataSizeBytes: 4194304, chunkSizeBytes: 65536 });
+    const thin = vg.lvs.filter((lv) => lv.role === "thin");
+    // Over-provisioned: the thin volumes' virtual sizes add up to more than the pool.
+    expect(thin.reduce((sum, lv) => sum + lv.sizeBytes, 0)).toBeGreaterThan(pool.sizeBytes);
+    // The pool's hidden sub-LVs (_tdata, _tmeta) are not LVs of their own.
+    expect(vg.lvs.some((lv) => lv.name.startsWith("["))).toBe(false);
+  });
+});
+
+describe("g: an NVMe disk", () => {
+  it("captures the NVMe transport and p-style partition names", () => {
+    const disk = g.disks[0]!;
+    expect(disk).toMatchObject({ device: "/dev/nvme0n1", transport: "nvme" });
+    expect(disk.partitionTable!.partitions.map((p) => p.device)).toEqual([
+      "/dev/nvme0n1p1",
+      "/dev/nvme0n1p2",
+    ]);
+    expect(g.boot.esp!.devices).toEqual(["/dev/nvme0n1p1"]);
+    expect(g.mounts.entries.find((m) => m.target === "/")!.source).toBe("/dev/nvme0n1p2");
+  });
+});
