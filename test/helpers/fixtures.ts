@@ -16,11 +16,13 @@ export function loadLayout(relative: string): Layout {
 export function vmFixtures(): string[] {
   const dir = path.join(FIXTURES, "vm");
   if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    // Scenario fixtures are named like "a-bios-gpt-ext4.json"; versions.json is not one.
-    .filter((f) => /^[a-z]-.+\.json$/.test(f))
-    .map((f) => f.replace(/\.json$/, ""))
-    .sort();
+  return (
+    readdirSync(dir)
+      // Scenario fixtures are named like "a-bios-gpt-ext4.json"; versions.json is not one.
+      .filter((f) => /^[a-z]-.+\.json$/.test(f))
+      .map((f) => f.replace(/\.json$/, ""))
+      .sort()
+  );
 }
 
 /** The recorded stdout of one tool run, found by its argv prefix. */
