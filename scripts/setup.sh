@@ -20,6 +20,7 @@ packages=(
   qemu-system-x86 qemu-utils ovmf debootstrap socat
   # networking
   iproute2 ca-certificates
+  restic borgbackup time # side-by-side backup benchmark (make bench)
 )
 
 missing=()
