@@ -117,6 +117,13 @@ export const METRICS: readonly Metric[] = [
     value: (r) => r.repository?.allocated,
     format: formatBytes,
   },
+  {
+    key: "clientState.allocated",
+    label: "client cache and state (du)",
+    target: null,
+    value: (r) => r.clientState?.allocated,
+    format: formatBytes,
+  },
   ...PHASES.map((phase) => ({
     key: `memory.${phase}`,
     label: `peak memory: ${PHASE_LABELS[phase]}`,
