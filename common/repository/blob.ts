@@ -1,0 +1,113 @@
+// Chunk ids and the blob format (docs/repository.md, "Chunks"):
+//
+//   "LBK1" | flags (bit 0 zstd, bit 1 AES-256-GCM) | [nonce 12] | payload | [GCM tag 16]
+//
+// The id is SHA-256 of the plaintext, or HMAC-SHA-256 with the id key when the repository is
+// encrypted. The id is the GCM additional data, so a blob moved under another id fails to
+// decrypt, and every decode re-checks the plaintext against the id: a damaged, swapped or
+// foreign blob is an error, never wrong data.
+
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from "node:crypto";
+import { promisify } from "node:util";
+import { constants, zstdCompress, zstdDecompress } from "node:zlib";
+import { inputError } from "../errors.ts";
+import type { RepoKeys } from "./keys.ts";
+
+const MAGIC = Buffer.from("LBK1");
+const FLAG_ZSTD = 1;
+const FLAG_AES = 2;
+const NONCE = 12;
+const TAG = 16;
+export const DEFAULT_ZSTD_LEVEL = 3;
+
+const compress = promisify(zstdCompress);
+const decompress = promisify(zstdDecompress);
+
+export function chunkId(plain: Uint8Array, keys: RepoKeys | null): string {
+  return keys
+    ? createHmac("sha256", keys.idKey).update(plain).digest("hex")
+    : createHash("sha256").update(plain).digest("hex");
+}
+
+/** SHA-256 of the stored bytes: what the server checks, with no key. */
+export function blobHash(blob: Uint8Array): string {
+  return createHash("sha256").update(blob).digest("hex");
+}
+
+export async function encodeBlob(
+  plain: Buffer,
+  id: string,
+  keys: RepoKeys | null,
+  options: { level?: number } = {},
+): Promise<Buffer> {
+  let flags = 0;
+  let payload = plain;
+  const level = options.level ?? DEFAULT_ZSTD_LEVEL;
+  if (level > 0 && plain.length > 0) {
+    // zlib's async form runs on the libuv thread pool, so several chunks compress at once.
+    const packed = await compress(plain, {
+      params: { [constants.ZSTD_c_compressionLevel]: level },
+    });
+    if (packed.length < plain.length) {
+      payload = packed;
+      flags |= FLAG_ZSTD;
+    }
+  }
+  if (!keys) return Buffer.concat([MAGIC, Buffer.of(flags), payload]);
+  flags |= FLAG_AES;
+  const nonce = randomBytes(NONCE);
+  const cipher = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
+  cipher.setAAD(Buffer.from(id, "hex"));
+  const sealed = Buffer.concat([cipher.update(payload), cipher.final()]);
+  return Buffer.concat([MAGIC, Buffer.of(flags), nonce, sealed, cipher.getAuthTag()]);
+}
+
+function corrupt(id: string, why: string) {
+  return inputError(
+    "LB_REPO_CORRUPT_CHUNK",
+    `Chunk ${id} is damaged or not what its id says: ${why}.`,
+    "Run 'lifeboat verify --read-data' to see which snapshots it breaks; a later backup re-uploads it if the data still exists.",
+  );
+}
+
+export async function decodeBlob(blob: Buffer, id: string, keys: RepoKeys | null): Promise<Buffer> {
+  if (blob.length < 5 || !blob.subarray(0, 4).equals(MAGIC)) throw corrupt(id, "no LBK1 header");
+  const flags = blob[4]!;
+  if ((flags & ~(FLAG_ZSTD | FLAG_AES)) !== 0) throw corrupt(id, `unknown flags ${flags}`);
+  let payload = blob.subarray(5);
+  if (flags & FLAG_AES) {
+    if (!keys) {
+      throw inputError(
+        "LB_KEY_REQUIRED",
+        `Chunk ${id} is encrypted and no repository key was given.`,
+        "Pass the key file the backup was made with (--key-file, or keyFile in the agent config).",
+      );
+    }
+    if (payload.length < NONCE + TAG) throw corrupt(id, "too short for an encrypted blob");
+    const decipher = createDecipheriv("aes-256-gcm", keys.dataKey, payload.subarray(0, NONCE));
+    decipher.setAAD(Buffer.from(id, "hex"));
+    decipher.setAuthTag(payload.subarray(payload.length - TAG));
+    try {
+      payload = Buffer.concat([
+        decipher.update(payload.subarray(NONCE, payload.length - TAG)),
+        decipher.final(),
+      ]);
+    } catch {
+      throw corrupt(id, "authentication failed (damaged, moved, or another key)");
+    }
+  } else if (keys) {
+    throw corrupt(id, "not encrypted, but the repository key is in use");
+  }
+  let plain: Buffer;
+  if (flags & FLAG_ZSTD) {
+    try {
+      plain = await decompress(payload);
+    } catch {
+      throw corrupt(id, "zstd data is damaged");
+    }
+  } else {
+    plain = payload;
+  }
+  if (chunkId(plain, keys) !== id) throw corrupt(id, "its content does not hash to its id");
+  return plain;
+}

@@ -1,0 +1,184 @@
+// The tar indexer and the file index against streams made by the real GNU tar.
+import { execFileSync, spawnSync } from "node:child_process";
+import {
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+  mkdirSync,
+  symlinkSync,
+  linkSync,
+  chownSync,
+  utimesSync,
+  appendFileSync,
+  unlinkSync,
+  readFileSync,
+  truncateSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createTarIndexer, type TarEntry } from "../../common/repository/tarindex.ts";
+import {
+  decodeIndex,
+  encodeIndex,
+  entryPath,
+  mergeIndex,
+  selectEntries,
+  type IndexEntry,
+} from "../../common/repository/fileindex.ts";
+
+const TAR_CREATE = [
+  "--create",
+  "--format=posix",
+  "--pax-option=delete=atime,delete=ctime",
+  "--sparse",
+  "--numeric-owner",
+  "--no-check-device",
+];
+const root = process.getuid?.() === 0;
+let work: string;
+let src: string;
+
+function tarStream(snar: string): Buffer {
+  return execFileSync(
+    "tar",
+    [...TAR_CREATE, `--listed-incremental=${snar}`, "-f", "-", "-C", src, "."],
+    {
+      maxBuffer: 1 << 30,
+    },
+  );
+}
+
+/** Index a stream, feeding it in awkward pieces so that headers straddle pushes. */
+function index(stream: Buffer, piece = 777): TarEntry[] {
+  const indexer = createTarIndexer();
+  for (let i = 0; i < stream.length; i += piece) indexer.push(stream.subarray(i, i + piece));
+  return indexer.end();
+}
+
+/** The members GNU tar sees in [o, o+n) followed by an end-of-archive. */
+function membersOf(stream: Buffer, offset: number, length: number): string[] {
+  const slice = Buffer.concat([stream.subarray(offset, offset + length), Buffer.alloc(1024)]);
+  const result = spawnSync("tar", ["-t", "--quoting-style=literal", "-f", "-"], { input: slice });
+  expect(result.status, result.stderr.toString()).toBe(0);
+  return result.stdout.toString("latin1").split("\n").filter(Boolean);
+}
+
+beforeAll(() => {
+  work = mkdtempSync(path.join(tmpdir(), "lifeboat-tarindex-"));
+  src = path.join(work, "src");
+  mkdirSync(path.join(src, "dir/deeper"), { recursive: true });
+  writeFileSync(path.join(src, "hello.txt"), "hello\n");
+  writeFileSync(path.join(src, "dir/data.bin"), Buffer.alloc(70000, 7));
+  linkSync(path.join(src, "hello.txt"), path.join(src, "dir/hardlink"));
+  symlinkSync("/etc/passwd", path.join(src, "dir/abs-link"));
+  symlinkSync("../hello.txt", path.join(src, "dir/deeper/rel-link"));
+  const long = "L".repeat(120);
+  mkdirSync(path.join(src, long));
+  writeFileSync(path.join(src, long, "f".repeat(200)), "long name\n");
+  writeFileSync(Buffer.from(path.join(src, "latin1-\xe9.txt"), "latin1"), "not utf-8\n");
+  const sparse = path.join(src, "sparse.img");
+  writeFileSync(sparse, "");
+  truncateSync(sparse, 64 * 1048576);
+  appendFileSync(sparse, "tail");
+  utimesSync(path.join(src, "hello.txt"), 1700000000.25, 1700000000.125);
+  execFileSync("mkfifo", [path.join(src, "fifo")]);
+  if (root) {
+    writeFileSync(path.join(src, "big-owner"), "x");
+    chownSync(path.join(src, "big-owner"), 300000, 300001);
+    execFileSync("mknod", [path.join(src, "null-dev"), "c", "1", "3"]);
+  }
+});
+
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+describe("tar indexer on GNU tar streams", () => {
+  let level0: Buffer;
+  let entries0: TarEntry[];
+
+  it("finds every member, and each [offset, offset+length) is exactly that member", () => {
+    level0 = tarStream(path.join(work, "snar"));
+    entries0 = index(level0);
+    const listed = spawnSync("tar", ["-t", "--quoting-style=literal", "-f", "-"], { input: level0 })
+      .stdout.toString("latin1")
+      .split("\n")
+      .filter(Boolean);
+    expect(entries0).toHaveLength(listed.length);
+    for (const entry of entries0) {
+      const members = membersOf(level0, entry.offset, entry.length);
+      expect(members).toHaveLength(1);
+      const name = members[0]!.replace(/^\.\//, "").replace(/\/$/, "") || ".";
+      expect(name).toBe(entry.path.toString("latin1"));
+    }
+    // Entries tile the stream: each starts where the previous ended.
+    for (let i = 1; i < entries0.length; i++)
+      expect(entries0[i]!.offset).toBe(entries0[i - 1]!.offset + entries0[i - 1]!.length);
+  });
+
+  it("decodes types, sizes, sub-second mtimes, links, sparse real size and big owners", () => {
+    const by = (p: string) => entries0.find((e) => e.path.toString("latin1") === p)!;
+    expect(by("hello.txt")).toMatchObject({ type: "f", size: 6, mtime: 1700000000.125 });
+    expect(by("dir/hardlink").type === "h" || by("hello.txt").type === "h").toBe(true);
+    expect(by("dir/abs-link")).toMatchObject({ type: "l", link: Buffer.from("/etc/passwd") });
+    expect(by("sparse.img")).toMatchObject({ type: "f", size: 64 * 1048576 + 4 });
+    expect(by("sparse.img").length).toBeLessThan(64 * 1024);
+    expect(by("fifo").type).toBe("p");
+    expect(by("latin1-\xe9.txt").type).toBe("f");
+    expect(by(".").dumpdir!.map((d) => d.control + d.name.toString("latin1"))).toContain(
+      "Yhello.txt",
+    );
+    if (root) {
+      expect(by("big-owner")).toMatchObject({ uid: 300000, gid: 300001 });
+      expect(by("null-dev")).toMatchObject({ type: "c", major: 1, minor: 3 });
+    }
+  });
+
+  it("does not depend on how the stream is split", () => {
+    const whole = index(level0, level0.length);
+    const bytes = index(level0, 1);
+    expect(bytes.map((e) => [e.offset, e.length])).toEqual(whole.map((e) => [e.offset, e.length]));
+  });
+
+  it("merges an incremental stream: unchanged names carried over, deleted ones gone", () => {
+    const first = mergeIndex(null, entries0, 0).entries;
+    appendFileSync(path.join(src, "dir/data.bin"), "more");
+    unlinkSync(path.join(src, "fifo"));
+    writeFileSync(path.join(src, "dir/new.txt"), "new\n");
+    const level1 = tarStream(path.join(work, "snar"));
+    const { entries: merged, unresolved } = mergeIndex(first, index(level1), 1);
+    expect(unresolved).toEqual([]);
+    const names = (list: IndexEntry[]) => list.map((e) => entryPath(e).toString("latin1")).sort();
+    const onDisk = execFileSync("find", [".", "-mindepth", "0"], { cwd: src })
+      .toString("latin1")
+      .split("\n")
+      .filter(Boolean)
+      .map((p) => (p === "." ? "." : p.replace(/^\.\//, "")))
+      .sort();
+    expect(names(merged)).toEqual(onDisk);
+    const at = (p: string) => merged.find((e) => entryPath(e).toString("latin1") === p)!;
+    expect(at("dir/data.bin").k).toBe(1);
+    expect(at("sparse.img").k).toBe(0);
+    // A carried-over entry still points at bytes in stream 0 that hold just it.
+    const sparse = at("sparse.img");
+    expect(membersOf(level0, sparse.o, sparse.n)).toHaveLength(1);
+    // Round trip through NDJSON.
+    expect(decodeIndex(encodeIndex(merged))).toEqual(merged);
+    // Single-file selection picks the hard link's target too, in extraction order.
+    const picked = selectEntries(merged, ["dir"]);
+    expect(picked.some((e) => e.p === "dir/new.txt")).toBe(true);
+    for (let i = 1; i < picked.length; i++) {
+      const [a, b] = [picked[i - 1]!, picked[i]!];
+      expect(a.k < b.k || (a.k === b.k && a.o < b.o)).toBe(true);
+    }
+    expect(() => selectEntries(merged, ["no/such/file"])).toThrow(/no\/such\/file/);
+    // Extract one file from the bytes the index points at, and get its content back.
+    const file = at("dir/data.bin");
+    const out = path.join(work, "one");
+    mkdirSync(out);
+    const slice = Buffer.concat([level1.subarray(file.o, file.o + file.n), Buffer.alloc(1024)]);
+    execFileSync("tar", ["-x", "-f", "-", "-C", out], { input: slice });
+    expect(readFileSync(path.join(out, "dir/data.bin"))).toEqual(
+      readFileSync(path.join(src, "dir/data.bin")),
+    );
+  });
+});
