@@ -138,7 +138,7 @@ describe("blobs", () => {
       const blob = await encodeBlob(text, id, key);
       for (const at of [4, 5, 20, blob.length - 1]) {
         const bad = Buffer.from(blob);
-        bad[at] ^= 0x01;
+        bad[at] = bad[at]! ^ 0x01;
         await expect(decodeBlob(bad, id, key)).rejects.toBeInstanceOf(LifeboatError);
       }
       const otherId = chunkId(noise, key);
