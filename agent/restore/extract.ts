@@ -18,7 +18,7 @@ import { environmentError, inputError } from "../../common/errors.ts";
 
 export interface ExtractOptions {
   target: string;
-  input: Readable | AsyncIterable<Buffer>;
+  input: Readable | Iterable<Buffer> | AsyncIterable<Buffer>;
   /** A stream of an incremental chain: delete what the stream says is gone. */
   incremental: boolean;
   signal?: AbortSignal;

@@ -4,7 +4,7 @@
 
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from "node:fs";
 import path from "node:path";
 
 export interface TreeEntry {
@@ -25,7 +25,7 @@ export interface TreeEntry {
   acl: string;
 }
 
-function typeOf(stat: ReturnType<typeof lstatSync>): string {
+function typeOf(stat: Stats): string {
   if (stat.isFile()) return "file";
   if (stat.isDirectory()) return "dir";
   if (stat.isSymbolicLink()) return "symlink";
