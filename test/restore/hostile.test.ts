@@ -9,13 +9,13 @@ import { LifeboatError } from "../../common/errors.ts";
 import { extractTar } from "../../agent/restore/extract.ts";
 import { compareTrees, recordTree } from "../helpers/treecheck.ts";
 
-type Member = tarStream.Headers & { body?: string };
+type Member = tarStream.Header & { body?: string };
 
 async function archive(members: Member[]): Promise<Buffer> {
   const pack = tarStream.pack();
   const parts: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    pack.on("data", (d: Buffer) => parts.push(d));
+    pack.on("data", (d) => void parts.push(d as Buffer));
     pack.on("end", resolve);
     pack.on("error", reject);
   });
