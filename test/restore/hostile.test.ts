@@ -9,7 +9,7 @@ import { LifeboatError } from "../../common/errors.ts";
 import { extractTar } from "../../agent/restore/extract.ts";
 import { compareTrees, recordTree } from "../helpers/treecheck.ts";
 
-type Member = tarStream.Header & { body?: string };
+type Member = Partial<tarStream.Header> & { name: string; body?: string };
 
 async function archive(members: Member[]): Promise<Buffer> {
   const pack = tarStream.pack();
