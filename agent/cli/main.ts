@@ -11,9 +11,11 @@ import {
   type Command,
   type CommandContext,
 } from "./command.ts";
+import { backupCommands } from "./commands/backup.ts";
 import { layoutCommands } from "./commands/layout.ts";
+import { serverCommands } from "./commands/server.ts";
 
-export const COMMANDS: Command[] = [...layoutCommands];
+export const COMMANDS: Command[] = [...layoutCommands, ...serverCommands, ...backupCommands];
 
 export interface CliIo {
   stdout: CommandContext["stdout"];

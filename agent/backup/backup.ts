@@ -1,0 +1,328 @@
+// `lifeboat backup`: capture the layout, stream every local filesystem through GNU tar, cut
+// the stream into content-defined chunks, upload the chunks the server lacks, and commit
+// one snapshot. docs/repository.md is the format this writes.
+//
+// Order of durability: chunks (fsync'd by the server on upload) → file index and tar state
+// (chunks too) → manifest → commit. The snapshot becomes visible only at the commit; if the
+// agent dies before it, nothing is visible and the next backup reuses the uploaded chunks.
+
+import { copyFile, readFile, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { LIFEBOAT_VERSION } from "../../common/version.ts";
+import { createChunker, gearTable } from "../../common/repository/chunker.ts";
+import { encodeIndex, decodeIndex, mergeIndex } from "../../common/repository/fileindex.ts";
+import type { RepoKeys } from "../../common/repository/keys.ts";
+import {
+  encodeManifest,
+  type ChunkRef,
+  type Manifest,
+  type Stream,
+} from "../../common/repository/manifest.ts";
+import { createTarIndexer } from "../../common/repository/tarindex.ts";
+import type { Layout } from "../../layouts/schema.ts";
+import type { ApiClient } from "../client/api.ts";
+import type { Progress } from "../progress.ts";
+import { withHooks, type HookRecord } from "./hooks.ts";
+import { spawnTarCreate } from "./tar.ts";
+import { backupTargets, excludesFor, type BackupTarget } from "./targets.ts";
+import { loadChainState, promoteChainState, stagingDir, type Chain } from "./state.ts";
+import { ChunkUploader } from "./upload.ts";
+
+export interface BackupOptions {
+  client: ApiClient;
+  host: string;
+  keys: RepoKeys | null;
+  /** Back up only these paths instead of every local filesystem of the layout. */
+  paths: string[];
+  /** Extra exclude patterns (absolute paths or globs), on top of the defaults. */
+  excludes: string[];
+  hooks: { pre: string[]; post: string[] };
+  stateDir: string;
+  /** Start a new full stream after this many streams in a chain. */
+  fullEvery: number;
+  /** Captures the layout document; null when the caller chose not to (e.g. in tests). */
+  captureLayout: (() => Promise<Layout>) | null;
+  progress: Progress;
+  /** Parallel blob uploads. */
+  uploads?: number;
+  signal?: AbortSignal;
+}
+
+export interface BackupSummary {
+  id: string;
+  host: string;
+  /** Bytes of tar stream read, over all filesystems. */
+  bytes: number;
+  /** Plaintext bytes the repository did not have yet. */
+  newBytes: number;
+  /** Bytes that were already in the repository (deduplicated). */
+  dedupBytes: number;
+  /** Bytes actually stored, after compression and encryption. */
+  storedBytes: number;
+  files: number;
+  seconds: number;
+  filesystems: { mountPoint: string; level: number; bytes: number; files: number }[];
+  hooks: HookRecord[];
+  warnings: string[];
+}
+
+export async function runBackup(options: BackupOptions): Promise<BackupSummary> {
+  const started = performance.now();
+  const warnings: string[] = [];
+  let summary: BackupSummary | null = null;
+  const hooks = await withHooks(options.hooks, async () => {
+    summary = await backupOnce(options, started, warnings);
+  });
+  if (!summary) throw new Error("backup finished without a result");
+  const result: BackupSummary = summary;
+  result.hooks = hooks;
+  for (const hook of hooks.filter((h) => h.phase === "post" && h.exitCode !== 0)) {
+    result.warnings.push(
+      `post-backup hook failed (exit ${hook.exitCode ?? "none"}): ${hook.command}; the snapshot itself is complete.`,
+    );
+  }
+  return result;
+}
+
+async function backupOnce(
+  options: BackupOptions,
+  started: number,
+  warnings: string[],
+): Promise<BackupSummary> {
+  const { client, keys } = options;
+  // The layout capture runs while the first filesystem streams; it only has to be ready for
+  // the manifest. Path backups still record it when a capture function is given.
+  const layoutPromise = options.captureLayout ? options.captureLayout() : Promise.resolve(null);
+  layoutPromise.catch(() => {});
+  const targets =
+    options.paths.length > 0
+      ? await backupTargets(null, { paths: options.paths })
+      : await backupTargets(await layoutPromise, {});
+
+  const chains = await Promise.all(
+    targets.map((t) => loadChainState(options.stateDir, options.host, t.mountPoint)),
+  );
+  const parent = chains.find((c) => c !== null)?.chain.snapshot ?? null;
+  const session = await client.createSnapshot({
+    host: options.host,
+    keyId: keys?.keyId ?? null,
+    parent,
+  });
+  const snapshot = session.id;
+  const uploader = new ChunkUploader({
+    client,
+    snapshot,
+    keys,
+    uploads: options.uploads,
+  });
+  const gear = gearTable(keys?.chunkerKey);
+  const filesystems: Manifest["filesystems"] = [];
+  const newChains: Chain[] = [];
+  const perFs: BackupSummary["filesystems"] = [];
+  let streamedBytes = 0;
+
+  for (const [i, target] of targets.entries()) {
+    const result = await backupTarget({
+      options,
+      target,
+      previous: chains[i] ?? null,
+      snapshot,
+      uploader,
+      gear,
+      warnings,
+      onBytes: (n) => {
+        streamedBytes += n;
+        options.progress.update({
+          phase: "backup",
+          item: target.mountPoint,
+          bytes: streamedBytes,
+          totalBytes: null,
+          newBytes: uploader.stats.newBytes,
+        });
+      },
+    });
+    filesystems.push(result.manifestEntry);
+    newChains.push(result.chain);
+    perFs.push({
+      mountPoint: target.mountPoint,
+      level: result.level,
+      bytes: result.bytes,
+      files: result.files,
+    });
+  }
+  await uploader.flush();
+  options.progress.finish();
+
+  const layout = await layoutPromise;
+  const files = perFs.reduce((sum, f) => sum + f.files, 0);
+  const seconds = (performance.now() - started) / 1000;
+  const stats = {
+    bytes: streamedBytes,
+    newBytes: uploader.stats.newBytes,
+    files,
+    seconds,
+  };
+  const manifest: Manifest = {
+    kind: "lifeboat/snapshot",
+    version: 1,
+    id: snapshot,
+    host: options.host,
+    createdAt: new Date().toISOString(),
+    createdBy: `lifeboat ${LIFEBOAT_VERSION}`,
+    parent,
+    keyId: keys?.keyId ?? null,
+    layout,
+    filesystems,
+    hooks: [],
+    stats,
+  };
+  const encoded = await encodeManifest(manifest, keys);
+  await client.putManifest(snapshot, encoded.blob, encoded.sha256);
+  await client.commit(snapshot, {
+    chunks: [...referencedChunks(filesystems)],
+    stats,
+    summary: {
+      filesystems: perFs.map((f) => ({ mountPoint: f.mountPoint, level: f.level, bytes: f.bytes })),
+      manifestId: encoded.id,
+    },
+  });
+  // Only now, with the snapshot visible, does the local chain move forward.
+  for (const chain of newChains) await promoteChainState(options.stateDir, chain);
+
+  return {
+    id: snapshot,
+    host: options.host,
+    bytes: streamedBytes,
+    newBytes: uploader.stats.newBytes,
+    dedupBytes: Math.max(0, uploader.stats.bytes - uploader.stats.newBytes),
+    storedBytes: uploader.stats.storedBytes,
+    files,
+    seconds: (performance.now() - started) / 1000,
+    filesystems: perFs,
+    hooks: [],
+    warnings,
+  };
+}
+
+interface TargetJob {
+  options: BackupOptions;
+  target: BackupTarget;
+  previous: Awaited<ReturnType<typeof loadChainState>>;
+  snapshot: string;
+  uploader: ChunkUploader;
+  gear: Uint32Array;
+  warnings: string[];
+  onBytes: (n: number) => void;
+}
+
+async function backupTarget(job: TargetJob) {
+  const { options, target, uploader, snapshot } = job;
+  const staging = await stagingDir(options.stateDir, options.host, target.mountPoint, snapshot);
+  const snarFile = path.join(staging, "snar");
+  const indexFile = path.join(staging, "index.ndjson");
+
+  // Continue the chain when the local state is intact, not too long, and every chunk of
+  // the earlier streams is still on the server (held for this snapshot from now on).
+  let previous = job.previous;
+  if (previous && (previous.chain.streams.length >= options.fullEvery || previous.chain.forceFull))
+    previous = null;
+  if (previous) {
+    const earlier = previous.chain.streams.flatMap((s) => s.chunks.map(([id]) => id));
+    const missing = await uploader.hold([...new Set(earlier)]);
+    if (missing.length > 0) {
+      job.warnings.push(
+        `${target.mountPoint}: ${missing.length} chunks of the previous backup are gone from the server (pruned?); starting a full stream.`,
+      );
+      previous = null;
+    }
+  }
+  if (previous) await copyFile(previous.snarFile, snarFile);
+  const level = previous ? previous.chain.streams.length : 0;
+
+  const tar = spawnTarCreate({
+    dir: target.mountPoint,
+    excludes: excludesFor(target, options.excludes),
+    snarFile,
+    signal: options.signal,
+  });
+  const chunker = createChunker({ gear: job.gear });
+  const indexer = createTarIndexer();
+  const refs: ChunkRef[] = [];
+  let bytes = 0;
+  try {
+    for await (const data of tar.stdout as AsyncIterable<Buffer>) {
+      bytes += data.length;
+      indexer.push(data);
+      for (const chunk of chunker.push(data)) refs.push(await uploader.add(chunk));
+      job.onBytes(data.length);
+    }
+    for (const chunk of chunker.end()) refs.push(await uploader.add(chunk));
+  } catch (error) {
+    tar.stdout.destroy();
+    await tar.done.catch(() => {});
+    throw error;
+  }
+  const { warnings } = await tar.done;
+  for (const warning of warnings) job.warnings.push(`${target.mountPoint}: ${warning}`);
+
+  const streamEntries = indexer.end();
+  const parentIndex = previous ? decodeIndex(await readFile(previous.indexFile)) : null;
+  const { entries: index, unresolved } = mergeIndex(parentIndex, streamEntries, level);
+  // Names tar calls unchanged that the parent index lacks (a renamed directory): full
+  // restore is unaffected, but the index can't place them; the next stream is a full one.
+  const forceFull = unresolved.length > 0;
+  if (forceFull) {
+    job.warnings.push(
+      `${target.mountPoint}: ${unresolved.length} unchanged entries (e.g. ${unresolved[0]}) are not in the previous index; the next backup of it will be a full stream.`,
+    );
+  }
+  const indexBytes = encodeIndex(index);
+  await writeFile(indexFile, indexBytes, { mode: 0o600 });
+  const indexRefs = await chunkAll(indexBytes, job);
+  const stateRefs = await chunkAll(await readFile(snarFile), job);
+
+  const stream: Stream = { level, madeIn: snapshot, size: bytes, chunks: refs };
+  const streams = [...(previous?.chain.streams ?? []), stream];
+  return {
+    level,
+    bytes,
+    files: index.length,
+    chain: {
+      kind: "lifeboat/chain",
+      version: 1,
+      host: options.host,
+      mountPoint: target.mountPoint,
+      snapshot,
+      streams,
+      forceFull,
+    } satisfies Chain,
+    manifestEntry: {
+      mountPoint: target.mountPoint,
+      device: target.device,
+      fsType: target.fsType,
+      excludes: excludesFor(target, options.excludes),
+      streams,
+      index: { entries: index.length, chunks: indexRefs },
+      state: { chunks: stateRefs },
+    } satisfies Manifest["filesystems"][number],
+  };
+}
+
+async function chunkAll(data: Buffer, job: TargetJob): Promise<ChunkRef[]> {
+  const chunker = createChunker({ gear: job.gear });
+  const refs: ChunkRef[] = [];
+  for (const chunk of [...chunker.push(data), ...chunker.end()])
+    refs.push(await job.uploader.add(chunk));
+  return refs;
+}
+
+/** Every chunk id a manifest references: streams, indexes and tar states. */
+export function referencedChunks(filesystems: Manifest["filesystems"]): Set<string> {
+  const ids = new Set<string>();
+  for (const fs of filesystems) {
+    for (const stream of fs.streams) for (const [id] of stream.chunks) ids.add(id);
+    for (const [id] of fs.index.chunks) ids.add(id);
+    for (const [id] of fs.state.chunks) ids.add(id);
+  }
+  return ids;
+}

@@ -1,0 +1,644 @@
+// The HTTP API (v1): fastify with zod schemas on every route, which also produce the
+// OpenAPI document at /openapi.json (and a docs page at /docs). Auth is a bearer token:
+// the admin token, or a host token that can only add to and read its own host's backups.
+
+import { createHash, randomBytes } from "node:crypto";
+import { chmod, writeFile, stat } from "node:fs/promises";
+import path from "node:path";
+import { Transform, type Readable } from "node:stream";
+import fastifySwagger from "@fastify/swagger";
+import fastifySwaggerUi from "@fastify/swagger-ui";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from "fastify-type-provider-zod";
+import { z } from "zod";
+import { LifeboatError } from "../common/errors.ts";
+import { LIFEBOAT_VERSION } from "../common/version.ts";
+import {
+  Repository,
+  MAX_CHUNK_BLOB,
+  MAX_MANIFEST_BLOB,
+  type RepositoryOptions,
+} from "./repository.ts";
+import { HttpError } from "./store.ts";
+
+export const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+const newToken = (prefix: string) => `${prefix}${randomBytes(32).toString("hex")}`;
+
+const Hex64 = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits");
+const SnapshotId = z.string().regex(/^[0-9a-f]{28}$/, "must be a snapshot id (28 hex digits)");
+const HostName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be a host name: a-z, 0-9, '.', '_', '-', at most 63");
+const ErrorBody = z.object({
+  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
+});
+const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const Stats = z.object({
+  bytes: Count,
+  newBytes: Count,
+  files: Count,
+  seconds: z.number().nonnegative().max(1e9),
+});
+const SnapshotInfo = z.object({
+  id: z.string(),
+  host: z.string(),
+  createdAt: z.string(),
+  committedAt: z.string().nullable(),
+  keyId: z.string().nullable(),
+  parent: z.string().nullable(),
+  manifestId: z.string().nullable(),
+  stats: Stats.nullable(),
+  summary: z.unknown(),
+});
+
+type Actor = { role: "admin" } | { role: "host"; host: string };
+
+export interface ServerOptions extends RepositoryOptions {
+  dataDir: string;
+  logger?: boolean | object;
+  https?: { cert: Buffer; key: Buffer } | null;
+}
+
+export interface LifeboatServer {
+  app: FastifyInstance;
+  repo: Repository;
+  adminTokenFile: string;
+}
+
+function denial(status: 401 | 403, message: string, hint: string) {
+  return new HttpError(
+    status,
+    status === 401 ? "LB_AUTH_REQUIRED" : "LB_AUTH_FORBIDDEN",
+    message,
+    hint,
+  );
+}
+
+export async function createServer(options: ServerOptions): Promise<LifeboatServer> {
+  const repo = new Repository(options.dataDir, options);
+  await repo.open();
+  const adminTokenFile = path.join(options.dataDir, "admin.token");
+  if (!repo.catalog.hasAdmin()) {
+    const token = newToken("lba_");
+    await writeFile(adminTokenFile, `${token}\n`, { mode: 0o600 });
+    await chmod(adminTokenFile, 0o600);
+    repo.catalog.addAdminToken(hashToken(token));
+  } else if (!(await stat(adminTokenFile).catch(() => null))) {
+    // The token file was removed; the hash stays valid for whoever copied the token.
+  }
+
+  const app = Fastify({
+    logger: options.logger ?? { level: "info", redact: ["req.headers.authorization"] },
+    bodyLimit: 64 * 1024 * 1024,
+    ...(options.https ? { https: options.https } : {}),
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  // Blobs are streamed to disk by the handler, never buffered here.
+  app.addContentTypeParser("application/octet-stream", (_req, payload, done) =>
+    done(null, payload),
+  );
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: "Lifeboat backup server", version: LIFEBOAT_VERSION },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+
+  app.setErrorHandler((error: unknown, request, reply) => {
+    const send = (status: number, code: string, message: string, hint?: string) =>
+      reply.status(status).send({ error: { code, message, ...(hint ? { hint } : {}) } });
+    if (hasZodFastifySchemaValidationErrors(error)) {
+      return send(
+        400,
+        "LB_SERVER_BAD_REQUEST",
+        `Invalid request: ${error.validation.map((v) => `${v.instancePath || v.params?.issue ? `${v.instancePath}` : ""} ${v.message}`.trim()).join("; ")}`.slice(
+          0,
+          2000,
+        ),
+        "Check the request against /openapi.json.",
+      );
+    }
+    if (error instanceof HttpError) {
+      if (error.status === 401 || error.status === 403)
+        request.log.warn({ route: request.url, reason: error.message }, "denied");
+      return send(error.status, error.code, error.message, error.hint);
+    }
+    const e = error as { statusCode?: number; code?: string; message?: string };
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return send(
+        e.statusCode,
+        `LB_SERVER_${e.code ?? "BAD_REQUEST"}`,
+        e.message ?? "Bad request",
+        "Check the request against /openapi.json.",
+      );
+    }
+    if (error instanceof LifeboatError) return send(500, error.code, error.message, error.hint);
+    request.log.error({ err: error }, "internal error");
+    return send(500, "LB_SERVER_INTERNAL", "Internal server error; see the server log.");
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({
+      error: {
+        code: "LB_SERVER_NOT_FOUND",
+        message: `No route ${request.method} ${request.url.split("?")[0]}.`,
+        hint: "See /openapi.json for the API.",
+      },
+    }),
+  );
+
+  const actorOf = (request: FastifyRequest): Actor => {
+    const header = request.headers.authorization;
+    const match = typeof header === "string" ? /^Bearer (\S+)$/.exec(header) : null;
+    if (!match)
+      throw denial(
+        401,
+        "No bearer token in the Authorization header.",
+        "Pass --token, LIFEBOAT_TOKEN, or token in /etc/lifeboat/agent.json.",
+      );
+    const hash = hashToken(match[1]!);
+    if (repo.catalog.isAdminToken(hash)) return { role: "admin" };
+    const host = repo.catalog.hostForToken(hash);
+    if (host) return { role: "host", host };
+    throw denial(
+      401,
+      "The token is not valid on this server.",
+      "Use the token 'lifeboat host add' printed, or the admin token from DATA/admin.token.",
+    );
+  };
+  const requireAdmin = (request: FastifyRequest) => {
+    const actor = actorOf(request);
+    if (actor.role !== "admin") {
+      repo.catalog.audit(
+        `host:${actor.host}`,
+        `${request.method} ${request.routeOptions.url}`,
+        null,
+        "denied",
+      );
+      throw denial(
+        403,
+        `Host ${actor.host} may not do this; only the admin can.`,
+        "Run it with the admin token (--token-file DATA/admin.token).",
+      );
+    }
+    return actor;
+  };
+  /** The host a request acts for: its own for host tokens, the named one for the admin. */
+  const hostScope = (request: FastifyRequest, asked: string | undefined): string | null => {
+    const actor = actorOf(request);
+    if (actor.role === "admin") return asked ?? null;
+    if (asked !== undefined && asked !== actor.host) {
+      repo.catalog.audit(
+        `host:${actor.host}`,
+        `${request.method} ${request.routeOptions.url}`,
+        asked,
+        "denied",
+      );
+      throw denial(
+        403,
+        `Host ${actor.host} can't see host ${asked}.`,
+        "A host token only reaches its own host's snapshots.",
+      );
+    }
+    return actor.host;
+  };
+  const ownSnapshot = (request: FastifyRequest, id: string) => {
+    const actor = actorOf(request);
+    const row = repo.catalog.snapshot(id);
+    if (!row || row.state !== "committed" || (actor.role === "host" && row.host !== actor.host)) {
+      throw new HttpError(
+        404,
+        "LB_SERVER_NO_SUCH_SNAPSHOT",
+        `No snapshot ${id}.`,
+        "List them with 'lifeboat snapshots'.",
+      );
+    }
+    return row;
+  };
+  const pending = (request: FastifyRequest, id: string) => {
+    const actor = actorOf(request);
+    const row = repo.catalog.snapshot(id);
+    const host = actor.role === "admin" ? (row?.host ?? "") : actor.host;
+    return repo.pendingFor(id, host);
+  };
+  const info = (row: NonNullable<ReturnType<typeof repo.catalog.snapshot>>) => {
+    const summary = row.summary
+      ? (JSON.parse(row.summary) as { manifestId?: string } | null)
+      : null;
+    return {
+      id: row.id,
+      host: row.host,
+      createdAt: row.created_at,
+      committedAt: row.committed_at,
+      keyId: row.key_id,
+      parent: row.parent,
+      manifestId: summary?.manifestId ?? null,
+      stats: row.stats ? (JSON.parse(row.stats) as z.infer<typeof Stats>) : null,
+      summary,
+    };
+  };
+  const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody };
+
+  app.get(
+    "/v1/health",
+    {
+      schema: {
+        security: [],
+        response: { 200: z.object({ ok: z.literal(true), version: z.string() }) },
+      },
+    },
+    async () => ({ ok: true as const, version: LIFEBOAT_VERSION }),
+  );
+
+  app.get(
+    "/v1/whoami",
+    {
+      schema: {
+        response: {
+          200: z.object({ role: z.enum(["admin", "host"]), host: z.string().optional() }),
+          ...errors,
+        },
+      },
+    },
+    async (request) => actorOf(request),
+  );
+
+  app.post(
+    "/v1/hosts",
+    {
+      schema: {
+        body: z.object({ name: HostName }),
+        response: {
+          201: z.object({ name: z.string(), token: z.string() }),
+          409: ErrorBody,
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      requireAdmin(request);
+      const { name } = request.body;
+      if (repo.catalog.hostExists(name))
+        throw new HttpError(
+          409,
+          "LB_SERVER_HOST_EXISTS",
+          `Host ${name} already exists.`,
+          "Pick another name; a host's token is shown only once, when it is added.",
+        );
+      const token = newToken("lbh_");
+      repo.catalog.addHost(name, hashToken(token));
+      repo.catalog.audit("admin", "host add", name, "ok");
+      return reply.status(201).send({ name, token });
+    },
+  );
+
+  app.get(
+    "/v1/hosts",
+    {
+      schema: {
+        response: {
+          200: z.object({
+            hosts: z.array(
+              z.object({
+                name: z.string(),
+                createdAt: z.string(),
+                snapshots: z.number(),
+                lastBackup: z.string().nullable(),
+              }),
+            ),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      return { hosts: repo.catalog.listHosts() };
+    },
+  );
+
+  app.post(
+    "/v1/snapshots",
+    {
+      schema: {
+        body: z.object({
+          host: HostName.optional(),
+          keyId: z
+            .string()
+            .regex(/^[0-9a-f]{16}$/)
+            .nullable(),
+          parent: z.string().max(64).nullable(),
+        }),
+        response: { 201: z.object({ id: z.string(), expiresAt: z.string() }), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      const host = hostScope(
+        request,
+        request.body.host ?? (actor.role === "host" ? actor.host : undefined),
+      );
+      if (!host || !repo.catalog.hostExists(host))
+        throw new HttpError(
+          404,
+          "LB_SERVER_NO_SUCH_HOST",
+          `No host ${host ?? "(none given)"}.`,
+          "Add it with 'lifeboat host add NAME'.",
+        );
+      return reply
+        .status(201)
+        .send(repo.createSnapshot(host, request.body.keyId, request.body.parent));
+    },
+  );
+
+  app.post(
+    "/v1/snapshots/:id/missing",
+    {
+      schema: {
+        params: z.object({ id: SnapshotId }),
+        body: z.object({ ids: z.array(Hex64).max(20000) }),
+        response: { 200: z.object({ missing: z.array(z.string()) }), ...errors },
+      },
+    },
+    async (request) => {
+      pending(request, request.params.id);
+      return { missing: repo.catalog.missingAndHold(request.params.id, request.body.ids) };
+    },
+  );
+
+  app.put(
+    "/v1/chunks/:id",
+    {
+      bodyLimit: MAX_CHUNK_BLOB,
+      schema: {
+        params: z.object({ id: Hex64 }),
+        querystring: z.object({ snapshot: SnapshotId }),
+        headers: z.object({
+          "x-blob-sha256": Hex64,
+          "content-type": z.literal("application/octet-stream"),
+        }),
+        response: {
+          200: z.object({ stored: z.literal(false) }),
+          201: z.object({ stored: z.literal(true) }),
+          ...errors,
+        },
+      },
+    },
+    async (request, reply) => {
+      pending(request, request.query.snapshot);
+      const result = await repo.putChunk(
+        request.query.snapshot,
+        request.params.id,
+        request.body as Readable,
+        request.headers["x-blob-sha256"],
+      );
+      return result === "created"
+        ? reply.status(201).send({ stored: true as const })
+        : reply.status(200).send({ stored: false as const });
+    },
+  );
+
+  app.put(
+    "/v1/snapshots/:id/manifest",
+    {
+      bodyLimit: MAX_MANIFEST_BLOB,
+      schema: {
+        params: z.object({ id: SnapshotId }),
+        headers: z.object({
+          "x-blob-sha256": Hex64,
+          "content-type": z.literal("application/octet-stream"),
+        }),
+        response: { 201: z.object({ stored: z.literal(true) }), ...errors },
+      },
+    },
+    async (request, reply) => {
+      pending(request, request.params.id);
+      await repo.putManifest(
+        request.params.id,
+        request.body as Readable,
+        request.headers["x-blob-sha256"],
+      );
+      return reply.status(201).send({ stored: true as const });
+    },
+  );
+
+  app.post(
+    "/v1/snapshots/:id/commit",
+    {
+      bodyLimit: 256 * 1024 * 1024,
+      schema: {
+        params: z.object({ id: SnapshotId }),
+        body: z.object({
+          chunks: z.array(Hex64).max(5_000_000),
+          stats: Stats,
+          summary: z.record(z.string(), z.unknown()).optional(),
+        }),
+        response: {
+          200: z.object({ id: z.string(), committedAt: z.string() }),
+          409: ErrorBody,
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      const row = pending(request, request.params.id);
+      const committedAt = await repo.commit(
+        row.id,
+        request.body.chunks,
+        request.body.stats,
+        request.body.summary ?? null,
+      );
+      repo.catalog.audit(`host:${row.host}`, "commit", row.id, "ok");
+      request.log.info(
+        { snapshot: row.id, host: row.host, chunks: request.body.chunks.length },
+        "snapshot committed",
+      );
+      return { id: row.id, committedAt };
+    },
+  );
+
+  app.get(
+    "/v1/snapshots",
+    {
+      schema: {
+        querystring: z.object({ host: HostName.optional() }),
+        response: { 200: z.object({ snapshots: z.array(SnapshotInfo) }), ...errors },
+      },
+    },
+    async (request) => {
+      const host = hostScope(request, request.query.host);
+      return { snapshots: repo.catalog.listSnapshots(host).map(info) };
+    },
+  );
+
+  app.get(
+    "/v1/snapshots/:id",
+    {
+      schema: { params: z.object({ id: SnapshotId }), response: { 200: SnapshotInfo, ...errors } },
+    },
+    async (request) => info(ownSnapshot(request, request.params.id)),
+  );
+
+  const sendBlob = (
+    reply: FastifyReply,
+    kind: "chunks" | "manifests",
+    id: string,
+    expected: string,
+    log: FastifyRequest["log"],
+  ) => {
+    // Re-hash while sending; on a mismatch, destroy the response so the client never gets
+    // a complete body of wrong bytes.
+    const hash = createHash("sha256");
+    const check = new Transform({
+      transform(data: Buffer, _enc, callback) {
+        hash.update(data);
+        callback(null, data);
+      },
+      flush(callback) {
+        const actual = hash.digest("hex");
+        if (actual !== expected) {
+          log.error({ kind, id, expected, actual }, "stored blob is damaged; response aborted");
+          callback(new Error(`stored ${kind} blob ${id} is damaged`));
+        } else callback();
+      },
+    });
+    reply.header("content-type", "application/octet-stream").header("x-blob-sha256", expected);
+    return reply.send(repo.store.read(kind, id).pipe(check));
+  };
+
+  app.get(
+    "/v1/snapshots/:id/manifest",
+    { schema: { params: z.object({ id: SnapshotId }) } },
+    async (request, reply) => {
+      const row = ownSnapshot(request, request.params.id);
+      return sendBlob(reply, "manifests", row.id, row.manifest_hash!, request.log);
+    },
+  );
+
+  app.get(
+    "/v1/chunks/:id",
+    { schema: { params: z.object({ id: Hex64 }) } },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      const row = repo.catalog.chunk(request.params.id);
+      const allowed =
+        row?.state === "present" &&
+        (actor.role === "admin" || repo.catalog.hostMayRead(actor.host, row.id));
+      if (!row || !allowed || !(await repo.store.exists("chunks", row.id))) {
+        throw new HttpError(
+          404,
+          "LB_SERVER_NO_SUCH_CHUNK",
+          `No chunk ${request.params.id} for this token.`,
+          "Run 'lifeboat verify' if a snapshot needs it.",
+        );
+      }
+      return sendBlob(reply, "chunks", row.id, row.blob_hash, request.log);
+    },
+  );
+
+  app.delete(
+    "/v1/snapshots/:id",
+    {
+      schema: {
+        params: z.object({ id: SnapshotId }),
+        response: { 200: z.object({ forgotten: z.string() }), ...errors },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const row = repo.catalog.snapshot(request.params.id);
+      if (!row || row.state !== "committed")
+        throw new HttpError(404, "LB_SERVER_NO_SUCH_SNAPSHOT", `No snapshot ${request.params.id}.`);
+      await repo.forget([row.id]);
+      repo.catalog.audit("admin", "forget", row.id, "ok");
+      return { forgotten: row.id };
+    },
+  );
+
+  const Keep = z.number().int().nonnegative().max(1_000_000).optional();
+  app.post(
+    "/v1/prune",
+    {
+      schema: {
+        body: z.object({
+          host: HostName.optional(),
+          keepLast: Keep,
+          keepHourly: Keep,
+          keepDaily: Keep,
+          keepWeekly: Keep,
+          keepMonthly: Keep,
+          dryRun: z.boolean().optional(),
+        }),
+        response: {
+          200: z.object({
+            hosts: z.array(
+              z.object({
+                host: z.string(),
+                keep: z.array(z.string()),
+                forget: z.array(z.string()),
+              }),
+            ),
+            gc: z.object({ chunks: z.number(), bytes: z.number() }).nullable(),
+          }),
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const { host, dryRun, ...policy } = request.body;
+      let plans;
+      try {
+        plans = repo.plan(host ?? null, policy);
+      } catch (error) {
+        if (error instanceof LifeboatError)
+          throw new HttpError(400, error.code, error.message, error.hint);
+        throw error;
+      }
+      if (dryRun) return { hosts: plans, gc: null };
+      await repo.forget(plans.flatMap((p) => p.forget));
+      const gc = await repo.collect();
+      repo.catalog.audit(
+        "admin",
+        "prune",
+        host ?? "*",
+        `forgot ${plans.reduce((n, p) => n + p.forget.length, 0)}, collected ${gc.chunks}`,
+      );
+      return { hosts: plans, gc };
+    },
+  );
+
+  app.post(
+    "/v1/verify",
+    { schema: { body: z.object({ readData: z.boolean().optional() }).optional() } },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      const host = actor.role === "admin" ? null : actor.host;
+      reply.header("content-type", "application/x-ndjson");
+      const events = repo.verify(host, request.body?.readData ?? false);
+      const { Readable: NodeReadable } = await import("node:stream");
+      return reply.send(
+        NodeReadable.from(
+          (async function* () {
+            for await (const event of events) yield `${JSON.stringify(event)}\n`;
+          })(),
+        ),
+      );
+    },
+  );
+
+  app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
+
+  app.addHook("onClose", async () => repo.close());
+  return { app, repo, adminTokenFile };
+}

@@ -1,0 +1,363 @@
+// The server's catalog: hosts, token hashes, snapshots, chunks, references, holds and an
+// audit trail, in SQLite (node:sqlite) with WAL and synchronous=FULL. Every method is one
+// synchronous call, and every multi-row change is one transaction, so no other request can
+// see a half-done change (Node runs one of them at a time).
+
+import { DatabaseSync } from "node:sqlite";
+
+/** Numbered migrations; PRAGMA user_version says how many have run. Append, never edit. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE admin_tokens (token_hash TEXT PRIMARY KEY, created_at TEXT NOT NULL);
+   CREATE TABLE hosts (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL);
+   CREATE TABLE snapshots (
+     id TEXT PRIMARY KEY,
+     host TEXT NOT NULL REFERENCES hosts(name),
+     state TEXT NOT NULL CHECK (state IN ('pending', 'committed')),
+     created_at TEXT NOT NULL,
+     committed_at TEXT,
+     expires_at INTEGER,
+     key_id TEXT,
+     parent TEXT,
+     manifest_size INTEGER,
+     manifest_hash TEXT,
+     stats TEXT,
+     summary TEXT
+   );
+   CREATE INDEX snapshots_by_host ON snapshots(host, state, committed_at);
+   CREATE TABLE chunks (
+     id TEXT PRIMARY KEY,
+     size INTEGER NOT NULL,
+     blob_hash TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('present', 'deleting')),
+     created_at INTEGER NOT NULL
+   );
+   CREATE TABLE refs (snapshot_id TEXT NOT NULL, chunk_id TEXT NOT NULL,
+     PRIMARY KEY (snapshot_id, chunk_id)) WITHOUT ROWID;
+   CREATE INDEX refs_by_chunk ON refs(chunk_id);
+   CREATE TABLE holds (snapshot_id TEXT NOT NULL, chunk_id TEXT NOT NULL,
+     PRIMARY KEY (snapshot_id, chunk_id)) WITHOUT ROWID;
+   CREATE INDEX holds_by_chunk ON holds(chunk_id);
+   CREATE TABLE audit (id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
+     action TEXT NOT NULL, target TEXT, result TEXT NOT NULL);`,
+];
+
+export interface SnapshotRow {
+  id: string;
+  host: string;
+  state: "pending" | "committed";
+  created_at: string;
+  committed_at: string | null;
+  expires_at: number | null;
+  key_id: string | null;
+  parent: string | null;
+  manifest_size: number | null;
+  manifest_hash: string | null;
+  stats: string | null;
+  summary: string | null;
+}
+
+export interface ChunkRow {
+  id: string;
+  size: number;
+  blob_hash: string;
+  state: "present" | "deleting";
+  created_at: number;
+}
+
+export class Catalog {
+  readonly db: DatabaseSync;
+
+  constructor(file: string) {
+    this.db = new DatabaseSync(file);
+    this.db.exec("PRAGMA journal_mode = WAL");
+    this.db.exec("PRAGMA synchronous = FULL");
+    this.db.exec("PRAGMA foreign_keys = ON");
+    this.db.exec("PRAGMA busy_timeout = 5000");
+    this.migrate();
+  }
+
+  migrate() {
+    const { user_version: version } = this.db.prepare("PRAGMA user_version").get() as {
+      user_version: number;
+    };
+    for (let i = version; i < MIGRATIONS.length; i++) {
+      this.transaction(() => {
+        this.db.exec(MIGRATIONS[i]!);
+        this.db.exec(`PRAGMA user_version = ${i + 1}`);
+      });
+    }
+  }
+
+  close() {
+    this.db.close();
+  }
+
+  transaction<T>(fn: () => T): T {
+    this.db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.db.exec("COMMIT");
+      return result;
+    } catch (error) {
+      this.db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  // --- tokens and hosts ---------------------------------------------------------------
+
+  hasAdmin(): boolean {
+    return this.db.prepare("SELECT 1 FROM admin_tokens LIMIT 1").get() !== undefined;
+  }
+
+  addAdminToken(hash: string) {
+    this.db
+      .prepare("INSERT INTO admin_tokens (token_hash, created_at) VALUES (?, ?)")
+      .run(hash, new Date().toISOString());
+  }
+
+  isAdminToken(hash: string): boolean {
+    return (
+      this.db.prepare("SELECT 1 FROM admin_tokens WHERE token_hash = ?").get(hash) !== undefined
+    );
+  }
+
+  hostForToken(hash: string): string | null {
+    const row = this.db.prepare("SELECT name FROM hosts WHERE token_hash = ?").get(hash) as
+      { name: string } | undefined;
+    return row?.name ?? null;
+  }
+
+  hostExists(name: string): boolean {
+    return this.db.prepare("SELECT 1 FROM hosts WHERE name = ?").get(name) !== undefined;
+  }
+
+  addHost(name: string, tokenHash: string) {
+    this.db
+      .prepare("INSERT INTO hosts (name, token_hash, created_at) VALUES (?, ?, ?)")
+      .run(name, tokenHash, new Date().toISOString());
+  }
+
+  listHosts() {
+    return this.db
+      .prepare(
+        `SELECT h.name, h.created_at AS createdAt,
+           (SELECT COUNT(*) FROM snapshots s WHERE s.host = h.name AND s.state = 'committed') AS snapshots,
+           (SELECT MAX(committed_at) FROM snapshots s WHERE s.host = h.name AND s.state = 'committed') AS lastBackup
+         FROM hosts h ORDER BY h.name`,
+      )
+      .all() as { name: string; createdAt: string; snapshots: number; lastBackup: string | null }[];
+  }
+
+  // --- snapshots ------------------------------------------------------------------------
+
+  createSnapshot(row: {
+    id: string;
+    host: string;
+    keyId: string | null;
+    parent: string | null;
+    expiresAt: number;
+  }) {
+    this.db
+      .prepare(
+        `INSERT INTO snapshots (id, host, state, created_at, expires_at, key_id, parent)
+         VALUES (?, ?, 'pending', ?, ?, ?, ?)`,
+      )
+      .run(row.id, row.host, new Date().toISOString(), row.expiresAt, row.keyId, row.parent);
+  }
+
+  snapshot(id: string): SnapshotRow | null {
+    return (
+      (this.db.prepare("SELECT * FROM snapshots WHERE id = ?").get(id) as
+        SnapshotRow | undefined) ?? null
+    );
+  }
+
+  touchSnapshot(id: string, expiresAt: number) {
+    this.db
+      .prepare("UPDATE snapshots SET expires_at = ? WHERE id = ? AND state = 'pending'")
+      .run(expiresAt, id);
+  }
+
+  setManifest(id: string, size: number, hash: string) {
+    this.db
+      .prepare("UPDATE snapshots SET manifest_size = ?, manifest_hash = ? WHERE id = ?")
+      .run(size, hash, id);
+  }
+
+  listSnapshots(host: string | null): SnapshotRow[] {
+    return (host
+      ? this.db
+          .prepare(
+            "SELECT * FROM snapshots WHERE state = 'committed' AND host = ? ORDER BY committed_at DESC, id DESC",
+          )
+          .all(host)
+      : this.db
+          .prepare(
+            "SELECT * FROM snapshots WHERE state = 'committed' ORDER BY committed_at DESC, id DESC",
+          )
+          .all()) as unknown as SnapshotRow[];
+  }
+
+  /** Ids among `ids` that are not present (missing or being deleted). */
+  absentChunks(ids: string[]): string[] {
+    const rows = this.db
+      .prepare(
+        `SELECT value AS id FROM json_each(?)
+         WHERE value NOT IN (SELECT id FROM chunks WHERE state = 'present')`,
+      )
+      .all(JSON.stringify(ids)) as { id: string }[];
+    return rows.map((r) => r.id);
+  }
+
+  /** Which ids are missing; every present one gets a hold for the snapshot. One transaction. */
+  missingAndHold(snapshotId: string, ids: string[]): string[] {
+    return this.transaction(() => {
+      const json = JSON.stringify(ids);
+      this.db
+        .prepare(
+          `INSERT OR IGNORE INTO holds (snapshot_id, chunk_id)
+           SELECT ?, value FROM json_each(?) WHERE value IN (SELECT id FROM chunks WHERE state = 'present')`,
+        )
+        .run(snapshotId, json);
+      return this.absentChunks(ids);
+    });
+  }
+
+  chunk(id: string): ChunkRow | null {
+    return (
+      (this.db.prepare("SELECT * FROM chunks WHERE id = ?").get(id) as ChunkRow | undefined) ?? null
+    );
+  }
+
+  recordChunk(snapshotId: string, id: string, size: number, blobHash: string) {
+    this.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO chunks (id, size, blob_hash, state, created_at) VALUES (?, ?, ?, 'present', ?)
+           ON CONFLICT (id) DO UPDATE SET size = excluded.size, blob_hash = excluded.blob_hash,
+             state = 'present', created_at = excluded.created_at`,
+        )
+        .run(id, size, blobHash, Date.now());
+      this.db
+        .prepare("INSERT OR IGNORE INTO holds (snapshot_id, chunk_id) VALUES (?, ?)")
+        .run(snapshotId, id);
+    });
+  }
+
+  holdChunk(snapshotId: string, id: string) {
+    this.db
+      .prepare("INSERT OR IGNORE INTO holds (snapshot_id, chunk_id) VALUES (?, ?)")
+      .run(snapshotId, id);
+  }
+
+  /** The visibility point: references, committed state and dropped holds, in one transaction. */
+  commitSnapshot(id: string, chunkIds: string[], stats: unknown, summary: unknown): string {
+    const committedAt = new Date().toISOString();
+    this.transaction(() => {
+      this.db
+        .prepare(
+          "INSERT OR IGNORE INTO refs (snapshot_id, chunk_id) SELECT ?, value FROM json_each(?)",
+        )
+        .run(id, JSON.stringify(chunkIds));
+      this.db
+        .prepare(
+          `UPDATE snapshots SET state = 'committed', committed_at = ?, expires_at = NULL, stats = ?, summary = ?
+           WHERE id = ?`,
+        )
+        .run(committedAt, JSON.stringify(stats), JSON.stringify(summary ?? null), id);
+      this.db.prepare("DELETE FROM holds WHERE snapshot_id = ?").run(id);
+    });
+    return committedAt;
+  }
+
+  /** May this host read this chunk: referenced by its snapshots or held by its upload? */
+  hostMayRead(host: string, chunkId: string): boolean {
+    return (
+      this.db
+        .prepare(
+          `SELECT 1 FROM refs r JOIN snapshots s ON s.id = r.snapshot_id
+             WHERE r.chunk_id = ? AND s.host = ? AND s.state = 'committed'
+           UNION ALL
+           SELECT 1 FROM holds h JOIN snapshots s ON s.id = h.snapshot_id
+             WHERE h.chunk_id = ? AND s.host = ?
+           LIMIT 1`,
+        )
+        .get(chunkId, host, chunkId, host) !== undefined
+    );
+  }
+
+  /** Forget committed snapshots: their references and rows, in one transaction. */
+  forgetSnapshots(ids: string[]) {
+    this.transaction(() => {
+      for (const id of ids) {
+        this.db.prepare("DELETE FROM refs WHERE snapshot_id = ?").run(id);
+        this.db.prepare("DELETE FROM holds WHERE snapshot_id = ?").run(id);
+        this.db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
+      }
+    });
+  }
+
+  /** Pending snapshots whose agent went away: their holds and rows go. Returns their ids. */
+  expirePending(now: number): string[] {
+    return this.transaction(() => {
+      const ids = (
+        this.db
+          .prepare("SELECT id FROM snapshots WHERE state = 'pending' AND expires_at <= ?")
+          .all(now) as {
+          id: string;
+        }[]
+      ).map((r) => r.id);
+      for (const id of ids) {
+        this.db.prepare("DELETE FROM holds WHERE snapshot_id = ?").run(id);
+        this.db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
+      }
+      return ids;
+    });
+  }
+
+  /** GC phase 1: mark unreferenced, unheld chunks older than `before` as deleting. */
+  markGarbage(before: number): number {
+    const result = this.db
+      .prepare(
+        `UPDATE chunks SET state = 'deleting'
+         WHERE state = 'present' AND created_at < ?
+           AND NOT EXISTS (SELECT 1 FROM refs WHERE refs.chunk_id = chunks.id)
+           AND NOT EXISTS (SELECT 1 FROM holds WHERE holds.chunk_id = chunks.id)`,
+      )
+      .run(before);
+    return Number(result.changes);
+  }
+
+  deletingChunks(): ChunkRow[] {
+    return this.db
+      .prepare("SELECT * FROM chunks WHERE state = 'deleting'")
+      .all() as unknown as ChunkRow[];
+  }
+
+  dropChunkRow(id: string) {
+    this.db.prepare("DELETE FROM chunks WHERE id = ? AND state = 'deleting'").run(id);
+  }
+
+  /** Every chunk id referenced by the given committed snapshots, with the snapshots. */
+  referencesOf(snapshotIds: string[]): Map<string, string[]> {
+    const rows = this.db
+      .prepare(
+        "SELECT chunk_id AS chunk, snapshot_id AS snapshot FROM refs WHERE snapshot_id IN (SELECT value FROM json_each(?))",
+      )
+      .all(JSON.stringify(snapshotIds)) as { chunk: string; snapshot: string }[];
+    const map = new Map<string, string[]>();
+    for (const row of rows) map.set(row.chunk, [...(map.get(row.chunk) ?? []), row.snapshot]);
+    return map;
+  }
+
+  allChunks(): ChunkRow[] {
+    return this.db.prepare("SELECT * FROM chunks").all() as unknown as ChunkRow[];
+  }
+
+  audit(actor: string, action: string, target: string | null, result: string) {
+    this.db
+      .prepare("INSERT INTO audit (at, actor, action, target, result) VALUES (?, ?, ?, ?, ?)")
+      .run(new Date().toISOString(), actor, action, target, result);
+  }
+}

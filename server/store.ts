@@ -1,0 +1,171 @@
+// The chunk store on local disk: DIR/chunks/ab/<id>, DIR/manifests/ab/<snapshot id>, and
+// DIR/tmp for uploads in flight. A blob is written to tmp while it is hashed, fsync'd,
+// checked against the hash the client sent, renamed into place and its directory fsync'd;
+// only then does the caller record it in the catalog. Files in place are never rewritten.
+
+import { createHash, randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { LifeboatError } from "../common/errors.ts";
+
+export type BlobKind = "chunks" | "manifests";
+
+export class HttpError extends LifeboatError {
+  readonly status: number;
+  constructor(status: number, code: string, message: string, hint?: string) {
+    super({ kind: status >= 500 ? "environment" : "input", code, message, hint });
+    this.status = status;
+  }
+}
+
+export class BlobStore {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  async init() {
+    for (const sub of ["chunks", "manifests", "tmp"])
+      await mkdir(path.join(this.dir, sub), { recursive: true });
+    // Uploads that were in flight when the server stopped: never recorded, so just garbage.
+    await rm(path.join(this.dir, "tmp"), { recursive: true, force: true });
+    await mkdir(path.join(this.dir, "tmp"));
+  }
+
+  pathOf(kind: BlobKind, id: string): string {
+    return path.join(this.dir, kind, id.slice(0, 2), id);
+  }
+
+  async exists(kind: BlobKind, id: string): Promise<{ size: number } | null> {
+    const info = await stat(this.pathOf(kind, id)).catch(() => null);
+    return info ? { size: info.size } : null;
+  }
+
+  /**
+   * Receive a blob into tmp/: hash it while writing, refuse more than `limit` bytes, fsync.
+   * Returns the temp file, its size and SHA-256. The caller places or discards it.
+   */
+  async receive(
+    body: Readable,
+    limit: number,
+  ): Promise<{ temp: string; size: number; sha256: string }> {
+    const temp = path.join(this.dir, "tmp", randomBytes(12).toString("hex"));
+    const hash = createHash("sha256");
+    let size = 0;
+    const out = createWriteStream(temp, { flags: "wx", mode: 0o600 });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        body.on("data", (data: Buffer) => {
+          size += data.length;
+          if (size > limit) {
+            body.destroy();
+            reject(
+              new HttpError(
+                413,
+                "LB_SERVER_BLOB_TOO_LARGE",
+                `The blob is larger than ${limit} bytes.`,
+                "Chunks are at most 4 MiB; check the client.",
+              ),
+            );
+            return;
+          }
+          hash.update(data);
+          if (!out.write(data)) {
+            body.pause();
+            out.once("drain", () => body.resume());
+          }
+        });
+        body.on("end", () => out.end());
+        body.on("error", reject);
+        body.on("aborted", () =>
+          reject(new HttpError(400, "LB_SERVER_UPLOAD_ABORTED", "The upload was aborted.")),
+        );
+        out.on("error", reject);
+        out.on("finish", resolve);
+      });
+      const handle = await open(temp, "r+");
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      return { temp, size, sha256: hash.digest("hex") };
+    } catch (error) {
+      out.destroy();
+      await rm(temp, { force: true });
+      throw diskError(error, this.dir);
+    }
+  }
+
+  /** Move a received blob into place, durably. */
+  async place(kind: BlobKind, id: string, temp: string) {
+    const file = this.pathOf(kind, id);
+    const dir = path.dirname(file);
+    try {
+      await mkdir(dir, { recursive: true });
+      await rename(temp, file);
+      const handle = await open(dir, "r");
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw diskError(error, this.dir);
+    }
+  }
+
+  async discard(temp: string) {
+    await rm(temp, { force: true });
+  }
+
+  read(kind: BlobKind, id: string): Readable {
+    return createReadStream(this.pathOf(kind, id));
+  }
+
+  async remove(kind: BlobKind, id: string) {
+    await rm(this.pathOf(kind, id), { force: true });
+  }
+
+  async hashFile(kind: BlobKind, id: string): Promise<{ sha256: string; size: number } | null> {
+    const hash = createHash("sha256");
+    let size = 0;
+    try {
+      for await (const data of this.read(kind, id)) {
+        hash.update(data as Buffer);
+        size += (data as Buffer).length;
+      }
+    } catch {
+      return null;
+    }
+    return { sha256: hash.digest("hex"), size };
+  }
+
+  /** Every blob file of a kind (for orphan checks). */
+  async list(kind: BlobKind): Promise<string[]> {
+    const out: string[] = [];
+    const base = path.join(this.dir, kind);
+    for (const prefix of await readdir(base).catch(() => [] as string[])) {
+      for (const name of await readdir(path.join(base, prefix)).catch(() => [] as string[]))
+        out.push(name);
+    }
+    return out;
+  }
+}
+
+export function diskError(error: unknown, dir: string): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code === "ENOSPC" || code === "EDQUOT") {
+    return new HttpError(
+      507,
+      "LB_SERVER_DISK_FULL",
+      `The server's data directory ${dir} is full; the upload was not stored.`,
+      "Free space there (prune old snapshots, or grow the filesystem), then run the backup again; chunks already stored are reused.",
+    );
+  }
+  return error;
+}
