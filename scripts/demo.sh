@@ -86,7 +86,7 @@ say "7. A backup server on loopback, with a fresh data directory"
 data="$work/server"
 port=$(( 20000 + RANDOM % 20000 ))
 url="http://127.0.0.1:$port"
-$lifeboat server --data "$data" --listen "127.0.0.1:$port" 2>"$work/server.log" &
+$lifeboat server --data "$data" --listen "127.0.0.1:$port" >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   if [ -s "$data/admin.token" ] && curl -fsS "$url/v1/health" >/dev/null 2>&1; then break; fi

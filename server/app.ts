@@ -96,6 +96,9 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
   const app = Fastify({
     logger: options.logger ?? { level: "info", redact: ["req.headers.authorization"] },
     bodyLimit: 64 * 1024 * 1024,
+    // One line per request is noise at backup rates (hundreds of chunks a second); commits,
+    // denials, damage and errors are logged where they happen.
+    disableRequestLogging: true,
     ...(options.https ? { https: options.https } : {}),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);

@@ -55,7 +55,9 @@ export interface BackupSummary {
   bytes: number;
   /** Plaintext bytes the repository did not have yet. */
   newBytes: number;
-  /** Bytes that were already in the repository (deduplicated). */
+  /** Bytes of tar data the snapshot restores (all streams of every chain). */
+  snapshotBytes: number;
+  /** Of those, the bytes this run did not have to store (unchanged or deduplicated). */
   dedupBytes: number;
   /** Bytes actually stored, after compression and encryption. */
   storedBytes: number;
@@ -154,6 +156,10 @@ async function backupOnce(
   options.progress.finish();
 
   const layout = await layoutPromise;
+  const snapshotBytes = filesystems.reduce(
+    (sum, fs) => sum + fs.streams.reduce((n, stream) => n + stream.size, 0),
+    0,
+  );
   const files = perFs.reduce((sum, f) => sum + f.files, 0);
   const seconds = (performance.now() - started) / 1000;
   const stats = {
@@ -194,7 +200,8 @@ async function backupOnce(
     host: options.host,
     bytes: streamedBytes,
     newBytes: uploader.stats.newBytes,
-    dedupBytes: Math.max(0, uploader.stats.bytes - uploader.stats.newBytes),
+    snapshotBytes,
+    dedupBytes: Math.max(0, snapshotBytes - uploader.stats.newBytes),
     storedBytes: uploader.stats.storedBytes,
     files,
     seconds: (performance.now() - started) / 1000,

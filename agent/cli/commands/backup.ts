@@ -117,9 +117,10 @@ export const backupCommand: Command = {
     const rate = summary.bytes / Math.max(summary.seconds, 1e-3);
     ctx.stderr.write(
       `snapshot ${summary.id} of ${summary.host}: ${summary.files} files, ` +
-        `${formatBytes(summary.bytes)} read, ${formatBytes(summary.newBytes)} new, ` +
-        `${formatBytes(summary.dedupBytes)} deduplicated, ${formatBytes(summary.storedBytes)} stored, ` +
-        `${summary.seconds.toFixed(1)} s (${formatBytes(rate)}/s)\n`,
+        `${formatBytes(summary.snapshotBytes)} in the snapshot; this run read ${formatBytes(summary.bytes)} ` +
+        `(${formatBytes(rate)}/s), ${formatBytes(summary.newBytes)} of it new ` +
+        `(${formatBytes(summary.storedBytes)} stored after compression), ` +
+        `${formatBytes(summary.dedupBytes)} unchanged or deduplicated, in ${summary.seconds.toFixed(1)} s\n`,
     );
     ctx.stdout.write(`${summary.id}\n`);
   },
