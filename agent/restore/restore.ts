@@ -46,6 +46,17 @@ export async function loadManifest(
   keys: RepoKeys | null,
 ): Promise<Manifest> {
   const info = await client.getSnapshot(snapshot);
+  if (info.keyId !== (keys?.keyId ?? null)) {
+    throw inputError(
+      "LB_RESTORE_WRONG_KEY",
+      info.keyId
+        ? `Snapshot ${snapshot} is encrypted with key ${info.keyId}, and ${keys ? `the key given is ${keys.keyId}` : "no key was given"}.`
+        : `Snapshot ${snapshot} is not encrypted, but a key was given.`,
+      info.keyId
+        ? "Pass the host's key file with --key-file (or keyFile in the agent config)."
+        : "Restore it without --key-file.",
+    );
+  }
   if (!info.manifestId) {
     throw inputError(
       "LB_REPO_BAD_MANIFEST",
@@ -61,17 +72,6 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const started = performance.now();
   await requireDirectory(options.target);
   const manifest = await loadManifest(options.client, options.snapshot, options.keys);
-  if (manifest.keyId !== (options.keys?.keyId ?? null)) {
-    throw inputError(
-      "LB_RESTORE_WRONG_KEY",
-      manifest.keyId
-        ? `Snapshot ${options.snapshot} is encrypted with key ${manifest.keyId}, and ${options.keys ? `the key given is ${options.keys.keyId}` : "no key was given"}.`
-        : `Snapshot ${options.snapshot} is not encrypted, but a key was given.`,
-      manifest.keyId
-        ? "Pass the host's key file with --key-file (or keyFile in the agent config)."
-        : "Restore it without --key-file.",
-    );
-  }
   const counters = { bytes: 0, chunks: 0, files: 0 };
   const fetcher = new ChunkFetcher(options, counters);
   // Parents before children: / before /boot before /boot/efi.
