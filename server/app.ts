@@ -8,7 +8,12 @@ import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -98,7 +103,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     bodyLimit: 64 * 1024 * 1024,
     // One line per request is noise at backup rates (hundreds of chunks a second); commits,
     // denials, damage and errors are logged where they happen.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     ...(options.https ? { https: options.https } : {}),
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);

@@ -207,7 +207,20 @@ export class Repository {
       const now = Date.now();
       for (const id of this.catalog.expirePending(now)) await this.store.remove("manifests", id);
       this.catalog.markGarbage(now - this.gcGraceMs);
-      return this.finishDeleting();
+      const collected = await this.finishDeleting();
+      // Files a crash left between rename and catalog insert: no row, so nothing refers to
+      // them. Past the grace period they can't belong to an upload in flight either.
+      const known = new Set(this.catalog.allChunks().map((c) => c.id));
+      for (const id of await this.store.list("chunks")) {
+        if (known.has(id)) continue;
+        const info = await this.store.exists("chunks", id);
+        if (info && info.mtimeMs < now - this.gcGraceMs) {
+          await this.store.remove("chunks", id);
+          collected.chunks++;
+          collected.bytes += info.size;
+        }
+      }
+      return collected;
     });
   }
 

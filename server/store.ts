@@ -39,9 +39,9 @@ export class BlobStore {
     return path.join(this.dir, kind, id.slice(0, 2), id);
   }
 
-  async exists(kind: BlobKind, id: string): Promise<{ size: number } | null> {
+  async exists(kind: BlobKind, id: string): Promise<{ size: number; mtimeMs: number } | null> {
     const info = await stat(this.pathOf(kind, id)).catch(() => null);
-    return info ? { size: info.size } : null;
+    return info ? { size: info.size, mtimeMs: info.mtimeMs } : null;
   }
 
   /**
@@ -95,6 +95,9 @@ export class BlobStore {
       return { temp, size, sha256: hash.digest("hex") };
     } catch (error) {
       out.destroy();
+      // Read and drop the rest of the body, so the error response reaches the client at
+      // once instead of after its upload times out.
+      if (!body.destroyed) body.resume();
       await rm(temp, { force: true });
       throw diskError(error, this.dir);
     }

@@ -1,7 +1,7 @@
 // The server through its HTTP API, on loopback: auth and isolation, atomic commits, garbage
 // collection, damage detection, and malformed input.
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync, statSync, writeFileSync, readdirSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -172,10 +172,15 @@ describe("garbage collection", () => {
     const lost = blob();
     const gone = await backupOf(b, [lost]);
     await server.admin.deleteSnapshot(gone);
+    // A file a crash left between rename and catalog insert.
+    const orphan = blob();
+    mkdirSync(path.join(server.dataDir, "chunks", orphan.id.slice(0, 2)), { recursive: true });
+    writeFileSync(path.join(server.dataDir, "chunks", orphan.id.slice(0, 2), orphan.id), orphan.data);
     const result = await server.admin.prune({ keepLast: 100 });
-    expect(result.gc!.chunks).toBeGreaterThanOrEqual(1);
+    expect(result.gc!.chunks).toBeGreaterThanOrEqual(2);
     const files = readdirSync(path.join(server.dataDir, "chunks"), { recursive: true }).map(String);
     expect(files.some((f) => f.endsWith(lost.id))).toBe(false);
+    expect(files.some((f) => f.endsWith(orphan.id))).toBe(false);
     expect(files.some((f) => f.endsWith(held.id))).toBe(true);
     expect(files.some((f) => f.endsWith(kept.id))).toBe(true);
     // The backup in progress still commits.
