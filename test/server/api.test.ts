@@ -175,7 +175,10 @@ describe("garbage collection", () => {
     // A file a crash left between rename and catalog insert.
     const orphan = blob();
     mkdirSync(path.join(server.dataDir, "chunks", orphan.id.slice(0, 2)), { recursive: true });
-    writeFileSync(path.join(server.dataDir, "chunks", orphan.id.slice(0, 2), orphan.id), orphan.data);
+    writeFileSync(
+      path.join(server.dataDir, "chunks", orphan.id.slice(0, 2), orphan.id),
+      orphan.data,
+    );
     const result = await server.admin.prune({ keepLast: 100 });
     expect(result.gc!.chunks).toBeGreaterThanOrEqual(2);
     const files = readdirSync(path.join(server.dataDir, "chunks"), { recursive: true }).map(String);
