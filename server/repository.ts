@@ -95,7 +95,12 @@ export class Repository {
         "Run the backup again; chunks already uploaded are reused.",
       );
     }
-    this.catalog.touchSnapshot(id, Date.now() + this.sessionTtlMs);
+    // Slide the expiry, but write it (an fsync'd transaction) at most about once a minute
+    // per session, not on every chunk.
+    const expiresAt = Date.now() + this.sessionTtlMs;
+    if (expiresAt - (row.expires_at ?? 0) > Math.min(60_000, this.sessionTtlMs / 10)) {
+      this.catalog.touchSnapshot(id, expiresAt);
+    }
     return row;
   }
 

@@ -4,7 +4,12 @@
 // the producer (GNU tar) back when the network or the server is slower than the disk.
 
 import { ByteBudget } from "../../common/concurrency.ts";
-import { blobHash, chunkId, encodeBlob } from "../../common/repository/blob.ts";
+import {
+  DEFAULT_ZSTD_LEVEL,
+  blobHash,
+  chunkId,
+  encodeBlobParts,
+} from "../../common/repository/blob.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { ChunkRef } from "../../common/repository/manifest.ts";
 import type { ApiClient } from "../client/api.ts";
@@ -58,7 +63,7 @@ export class ChunkUploader {
       ...options,
       uploads: options.uploads ?? 6,
       budgetBytes: options.budgetBytes ?? 96 * 1048576,
-      level: options.level ?? 3,
+      level: options.level ?? DEFAULT_ZSTD_LEVEL,
     };
     this.#budget = new ByteBudget(this.#options.budgetBytes);
   }
@@ -184,10 +189,12 @@ export class ChunkUploader {
   }
 
   async #upload({ id, plain }: Pending) {
-    const blob = await encodeBlob(plain, id, this.#options.keys, { level: this.#options.level });
-    await this.#options.client.putChunk(this.#options.snapshot, id, blob, blobHash(blob));
+    const parts = await encodeBlobParts(plain, id, this.#options.keys, {
+      level: this.#options.level,
+    });
+    await this.#options.client.putChunk(this.#options.snapshot, id, parts, blobHash(parts));
     this.stats.newBytes += plain.length;
-    this.stats.storedBytes += blob.length;
+    this.stats.storedBytes += parts.reduce((sum, part) => sum + part.length, 0);
     this.stats.newChunks++;
   }
 }

@@ -19,6 +19,7 @@ const FLAG_AES = 2;
 const NONCE = 12;
 const TAG = 16;
 export const DEFAULT_ZSTD_LEVEL = 3;
+const OUTPUT_CHUNK = 1 << 20;
 
 const compress = promisify(zstdCompress);
 const decompress = promisify(zstdDecompress);
@@ -30,8 +31,10 @@ export function chunkId(plain: Uint8Array, keys: RepoKeys | null): string {
 }
 
 /** SHA-256 of the stored bytes: what the server checks, with no key. */
-export function blobHash(blob: Uint8Array): string {
-  return createHash("sha256").update(blob).digest("hex");
+export function blobHash(blob: Uint8Array | Uint8Array[]): string {
+  const hash = createHash("sha256");
+  for (const part of Array.isArray(blob) ? blob : [blob]) hash.update(part);
+  return hash.digest("hex");
 }
 
 export async function encodeBlob(
@@ -40,12 +43,25 @@ export async function encodeBlob(
   keys: RepoKeys | null,
   options: { level?: number } = {},
 ): Promise<Buffer> {
+  return Buffer.concat(await encodeBlobParts(plain, id, keys, options));
+}
+
+/** The blob as the pieces it is made of, for writers that can send them without joining. */
+export async function encodeBlobParts(
+  plain: Buffer,
+  id: string,
+  keys: RepoKeys | null,
+  options: { level?: number } = {},
+): Promise<Buffer[]> {
   let flags = 0;
   let payload = plain;
   const level = options.level ?? DEFAULT_ZSTD_LEVEL;
   if (level > 0 && plain.length > 0) {
     // zlib's async form runs on the libuv thread pool, so several chunks compress at once.
+    // One output buffer per chunk instead of zlib's default 16 KiB pieces: far fewer
+    // callbacks and far less garbage at hundreds of MB/s.
     const packed = await compress(plain, {
+      chunkSize: OUTPUT_CHUNK,
       params: { [constants.ZSTD_c_compressionLevel]: level },
     });
     if (packed.length < plain.length) {
@@ -53,13 +69,14 @@ export async function encodeBlob(
       flags |= FLAG_ZSTD;
     }
   }
-  if (!keys) return Buffer.concat([MAGIC, Buffer.of(flags), payload]);
+  if (!keys) return [MAGIC, Buffer.of(flags), payload];
   flags |= FLAG_AES;
   const nonce = randomBytes(NONCE);
   const cipher = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
   cipher.setAAD(Buffer.from(id, "hex"));
-  const sealed = Buffer.concat([cipher.update(payload), cipher.final()]);
-  return Buffer.concat([MAGIC, Buffer.of(flags), nonce, sealed, cipher.getAuthTag()]);
+  const sealed = cipher.update(payload);
+  const rest = cipher.final(); // empty for GCM, which is a stream mode
+  return [MAGIC, Buffer.of(flags), nonce, sealed, rest, cipher.getAuthTag()];
 }
 
 function corrupt(id: string, why: string) {
@@ -88,10 +105,9 @@ export async function decodeBlob(blob: Buffer, id: string, keys: RepoKeys | null
     decipher.setAAD(Buffer.from(id, "hex"));
     decipher.setAuthTag(payload.subarray(payload.length - TAG));
     try {
-      payload = Buffer.concat([
-        decipher.update(payload.subarray(NONCE, payload.length - TAG)),
-        decipher.final(),
-      ]);
+      const opened = decipher.update(payload.subarray(NONCE, payload.length - TAG));
+      const rest = decipher.final(); // empty for GCM; throws when the tag does not match
+      payload = rest.length === 0 ? opened : Buffer.concat([opened, rest]);
     } catch {
       throw corrupt(id, "authentication failed (damaged, moved, or another key)");
     }
@@ -101,7 +117,7 @@ export async function decodeBlob(blob: Buffer, id: string, keys: RepoKeys | null
   let plain: Buffer;
   if (flags & FLAG_ZSTD) {
     try {
-      plain = await decompress(payload);
+      plain = await decompress(payload, { chunkSize: OUTPUT_CHUNK });
     } catch {
       throw corrupt(id, "zstd data is damaged");
     }
