@@ -61,8 +61,8 @@ export class ChunkUploader {
   constructor(options: UploaderOptions) {
     this.#options = {
       ...options,
-      uploads: options.uploads ?? 6,
-      budgetBytes: options.budgetBytes ?? 96 * 1048576,
+      uploads: options.uploads ?? 4,
+      budgetBytes: options.budgetBytes ?? 32 * 1048576,
       level: options.level ?? DEFAULT_ZSTD_LEVEL,
     };
     this.#budget = new ByteBudget(this.#options.budgetBytes);
