@@ -137,6 +137,28 @@ describe("faults", () => {
     expect(await verifyResult(restarted.admin)).toMatchObject({ ok: true });
   }, 120_000);
 
+  it("server stopped with SIGTERM mid-upload: it exits promptly, nothing half-written stays", async () => {
+    const dataDir = path.join(work, "srv-term");
+    const port = await freePort();
+    const server = await startChildServer(dataDir, {}, port);
+    servers.push(server);
+    const { token } = await server.host("graceful");
+    const run = agent(server, token, src, path.join(work, "state-term"));
+    await until(() => chunkFiles(dataDir) >= 10);
+    const stopping = Date.now();
+    await server.kill("SIGTERM");
+    expect(Date.now() - stopping).toBeLessThan(15_000);
+    expect(server.child.exitCode).toBe(0);
+    // Uploads in flight were finished or aborted, and an aborted one left no temp file.
+    expect(readdirSync(path.join(dataDir, "tmp"))).toEqual([]);
+    const failed = await run.done;
+    expect(failed.code).not.toBe(0);
+    const restarted = await startChildServer(dataDir, {}, port);
+    servers.push(restarted);
+    expect(await new ApiClient(restarted.url, token).listSnapshots()).toEqual([]);
+    expect(await verifyResult(restarted.admin)).toMatchObject({ ok: true, orphanRows: 0 });
+  }, 120_000);
+
   it.runIf(root)(
     "data directory full: a clear 507, no snapshot, the server stays up",
     async () => {
