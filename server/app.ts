@@ -3,9 +3,9 @@
 // the admin token, or a host token that can only add to and read its own host's backups.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, writeFile, stat } from "node:fs/promises";
+import { chmod, writeFile } from "node:fs/promises";
 import path from "node:path";
-import { Transform, type Readable } from "node:stream";
+import { Readable, Transform } from "node:stream";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import Fastify, {
@@ -94,8 +94,6 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     await writeFile(adminTokenFile, `${token}\n`, { mode: 0o600 });
     await chmod(adminTokenFile, 0o600);
     repo.catalog.addAdminToken(hashToken(token));
-  } else if (!(await stat(adminTokenFile).catch(() => null))) {
-    // The token file was removed; the hash stays valid for whoever copied the token.
   }
 
   const app = Fastify({
@@ -634,9 +632,8 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
       const host = actor.role === "admin" ? null : actor.host;
       reply.header("content-type", "application/x-ndjson");
       const events = repo.verify(host, request.body?.readData ?? false);
-      const { Readable: NodeReadable } = await import("node:stream");
       return reply.send(
-        NodeReadable.from(
+        Readable.from(
           (async function* () {
             for await (const event of events) yield `${JSON.stringify(event)}\n`;
           })(),

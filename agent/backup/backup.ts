@@ -72,8 +72,8 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   const started = performance.now();
   const warnings: string[] = [];
   let summary: BackupSummary | null = null;
-  const hooks = await withHooks(options.hooks, async () => {
-    summary = await backupOnce(options, started, warnings);
+  const hooks = await withHooks(options.hooks, async (preHooks) => {
+    summary = await backupOnce(options, started, warnings, preHooks);
   });
   if (!summary) throw new Error("backup finished without a result");
   const result: BackupSummary = summary;
@@ -90,6 +90,7 @@ async function backupOnce(
   options: BackupOptions,
   started: number,
   warnings: string[],
+  preHooks: HookRecord[],
 ): Promise<BackupSummary> {
   const { client, keys } = options;
   // The layout capture runs while the first filesystem streams; it only has to be ready for
@@ -179,7 +180,8 @@ async function backupOnce(
     keyId: keys?.keyId ?? null,
     layout,
     filesystems,
-    hooks: [],
+    // Post-hooks run after the commit, so only the pre-hooks are in the manifest.
+    hooks: preHooks,
     stats,
   };
   const encoded = await encodeManifest(manifest, keys);

@@ -60,7 +60,7 @@ async function runHook(
  */
 export async function withHooks(
   hooks: { pre: string[]; post: string[] },
-  fn: () => Promise<void>,
+  fn: (preHooks: HookRecord[]) => Promise<void>,
   options: HookOptions = {},
 ): Promise<HookRecord[]> {
   const records: HookRecord[] = [];
@@ -79,7 +79,7 @@ export async function withHooks(
   }
   if (failure === null) {
     try {
-      await fn();
+      await fn([...records]);
     } catch (error) {
       failure = error;
     }
