@@ -203,3 +203,45 @@ describe("backup and restore, any user", () => {
     expect(execFileSync("ls", [marker]).toString().trim()).toBe(marker);
   });
 });
+
+describe.runIf(root)("a whole-machine backup on a captured layout (root, loop devices)", () => {
+  it("backs up every mounted filesystem the layout names, with the layout in the manifest, and restores them", async () => {
+    const { Scratch, sh } = await import("../helpers/loop.ts");
+    const { captureLayout } = await import("../../layouts/capture/capture.ts");
+    const { liveSource } = await import("../../agent/capture/live-source.ts");
+    const { loadManifest } = await import("../../agent/restore/restore.ts");
+    const scratch = await Scratch.create();
+    try {
+      const image = await scratch.image(
+        "disk.img",
+        160 * 1048576,
+        "label: gpt\nsize=64M, type=L, name=root\nsize=64M, type=L, name=data\n",
+      );
+      const disk = await scratch.attach(image);
+      await sh(["mkfs.ext4", "-q", "-L", "root", disk.partition(1)]);
+      await sh(["mkfs.ext4", "-q", "-L", "data", disk.partition(2)]);
+      const rootMount = await scratch.mount(disk.partition(1), "root");
+      mkdirSync(path.join(rootMount, "srv"));
+      const dataMount = await scratch.mount(disk.partition(2), "root/srv");
+      writeFileSync(path.join(rootMount, "etc-hostname"), "machine\n");
+      writeFileSync(path.join(dataMount, "report.csv"), "a,b\n1,2\n");
+      const { client } = await server.host("whole");
+      const capture = () =>
+        captureLayout(liveSource, { disks: [disk.device], now: new Date(), capturedBy: "test" });
+      const summary = await runBackup(
+        options(client, "whole", "", { paths: [], captureLayout: capture }),
+      );
+      expect(summary.filesystems.map((f) => f.mountPoint).sort()).toEqual([rootMount, dataMount]);
+      const manifest = await loadManifest(client, summary.id, keys);
+      expect(manifest.layout?.disks.map((d) => d.device)).toEqual([disk.device]);
+      expect(manifest.filesystems.map((f) => f.fsType)).toEqual(["ext4", "ext4"]);
+      const target = await restore(client, summary.id);
+      expect(readFileSync(path.join(target, rootMount, "etc-hostname"), "utf8")).toBe("machine\n");
+      expect(readFileSync(path.join(target, dataMount, "report.csv"), "utf8")).toBe("a,b\n1,2\n");
+      // The data filesystem is its own stream: the root stream stops at the mount point.
+      expect(summary.filesystems.find((f) => f.mountPoint === rootMount)!.files).toBeLessThan(8);
+    } finally {
+      await scratch.cleanup();
+    }
+  }, 60_000);
+});
