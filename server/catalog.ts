@@ -1,6 +1,6 @@
 // The server's catalog: hosts, token hashes, snapshots, chunks, references, holds and an
-// audit trail, in SQLite (node:sqlite) with WAL and synchronous=FULL. Every method is one
-// synchronous call, and every multi-row change is one transaction, so no other request can
+// audit trail, in SQLite (node:sqlite) in WAL mode. Every method is one synchronous call,
+// and every multi-row change is one transaction, so no other request can
 // see a half-done change (Node runs one of them at a time).
 
 import { DatabaseSync } from "node:sqlite";
@@ -92,7 +92,15 @@ export class Catalog {
     this.db.close();
   }
 
-  transaction<T>(fn: () => T): T {
+  /**
+   * A transaction. `durable` ones (commits, forgetting, hosts) are fsync'd before they
+   * return (synchronous=FULL). Chunk records and holds use synchronous=NORMAL: in WAL mode
+   * a later durable transaction makes every earlier one durable too, so a commit never
+   * refers to a chunk row a power failure could lose; a chunk row lost on its own only
+   * leaves a blob file that verify reports and prune removes.
+   */
+  transaction<T>(fn: () => T, durable = true): T {
+    this.db.exec(`PRAGMA synchronous = ${durable ? "FULL" : "NORMAL"}`);
     this.db.exec("BEGIN IMMEDIATE");
     try {
       const result = fn();
@@ -106,14 +114,21 @@ export class Catalog {
 
   // --- tokens and hosts ---------------------------------------------------------------
 
+  /** A transaction that need not be on disk before it returns (see `transaction`). */
+  quickTransaction<T>(fn: () => T): T {
+    return this.transaction(fn, false);
+  }
+
   hasAdmin(): boolean {
     return this.db.prepare("SELECT 1 FROM admin_tokens LIMIT 1").get() !== undefined;
   }
 
   addAdminToken(hash: string) {
-    this.db
-      .prepare("INSERT INTO admin_tokens (token_hash, created_at) VALUES (?, ?)")
-      .run(hash, new Date().toISOString());
+    this.transaction(() =>
+      this.db
+        .prepare("INSERT INTO admin_tokens (token_hash, created_at) VALUES (?, ?)")
+        .run(hash, new Date().toISOString()),
+    );
   }
 
   isAdminToken(hash: string): boolean {
@@ -133,9 +148,12 @@ export class Catalog {
   }
 
   addHost(name: string, tokenHash: string) {
-    this.db
-      .prepare("INSERT INTO hosts (name, token_hash, created_at) VALUES (?, ?, ?)")
-      .run(name, tokenHash, new Date().toISOString());
+    // Durable before the token is shown: it is shown only once.
+    this.transaction(() =>
+      this.db
+        .prepare("INSERT INTO hosts (name, token_hash, created_at) VALUES (?, ?, ?)")
+        .run(name, tokenHash, new Date().toISOString()),
+    );
   }
 
   listHosts() {
@@ -212,7 +230,7 @@ export class Catalog {
 
   /** Which ids are missing; every present one gets a hold for the snapshot. One transaction. */
   missingAndHold(snapshotId: string, ids: string[]): string[] {
-    return this.transaction(() => {
+    return this.quickTransaction(() => {
       const json = JSON.stringify(ids);
       this.db
         .prepare(
@@ -231,7 +249,7 @@ export class Catalog {
   }
 
   recordChunk(snapshotId: string, id: string, size: number, blobHash: string) {
-    this.transaction(() => {
+    this.quickTransaction(() => {
       this.db
         .prepare(
           `INSERT INTO chunks (id, size, blob_hash, state, created_at) VALUES (?, ?, ?, 'present', ?)

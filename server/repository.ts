@@ -1,7 +1,8 @@
 // The repository as the server keeps it: catalog (SQLite) plus blob store (files), and the
 // operations with their atomicity rules from docs/repository.md. Commits, the final step of
-// an upload and garbage collection take one lock, so a commit never sees a chunk that a
-// collection is deleting, and a re-upload never lands under a file about to be removed.
+// an upload and garbage collection take one lock (shared for commits and uploads, exclusive
+// for collection), so a commit never sees a chunk that a collection is deleting, and a
+// re-upload never lands under a file about to be removed.
 
 import { randomBytes } from "node:crypto";
 import path from "node:path";
@@ -20,17 +21,59 @@ export interface RepositoryOptions {
   gcGraceMs?: number;
 }
 
-class Lock {
-  #tail: Promise<void> = Promise.resolve();
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    const previous = this.#tail;
-    let release!: () => void;
-    this.#tail = new Promise<void>((resolve) => (release = resolve));
-    await previous;
+/**
+ * Uploads and commits share the lock; garbage collection and forgetting take it alone. So
+ * uploads land in parallel (their fsyncs overlap), while a collection never runs beside a
+ * commit or an upload that could be putting back a chunk it is deleting.
+ */
+class SharedLock {
+  #shared = 0;
+  #exclusive = false;
+  #waiting: { exclusive: boolean; start: () => void }[] = [];
+
+  async shared<T>(fn: () => Promise<T>): Promise<T> {
+    await this.#acquire(false);
     try {
       return await fn();
     } finally {
-      release();
+      this.#shared--;
+      this.#wake();
+    }
+  }
+
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    await this.#acquire(true);
+    try {
+      return await fn();
+    } finally {
+      this.#exclusive = false;
+      this.#wake();
+    }
+  }
+
+  #acquire(exclusive: boolean): Promise<void> {
+    // First come, first served: a waiting collection is not starved by a stream of uploads.
+    if (this.#waiting.length === 0 && this.#free(exclusive)) {
+      this.#take(exclusive);
+      return Promise.resolve();
+    }
+    return new Promise((start) => this.#waiting.push({ exclusive, start }));
+  }
+
+  #free(exclusive: boolean) {
+    return exclusive ? !this.#exclusive && this.#shared === 0 : !this.#exclusive;
+  }
+
+  #take(exclusive: boolean) {
+    if (exclusive) this.#exclusive = true;
+    else this.#shared++;
+  }
+
+  #wake() {
+    while (this.#waiting.length > 0 && this.#free(this.#waiting[0]!.exclusive)) {
+      const next = this.#waiting.shift()!;
+      this.#take(next.exclusive);
+      next.start();
     }
   }
 }
@@ -50,7 +93,7 @@ export class Repository {
   readonly store: BlobStore;
   readonly sessionTtlMs: number;
   readonly gcGraceMs: number;
-  readonly lock = new Lock();
+  readonly lock = new SharedLock();
 
   constructor(dataDir: string, options: RepositoryOptions = {}) {
     this.catalog = new Catalog(path.join(dataDir, "catalog.sqlite"));
@@ -133,7 +176,7 @@ export class Repository {
         "The upload was damaged in transit; send it again.",
       );
     }
-    return this.lock.run(async () => {
+    return this.lock.shared(async () => {
       const now = this.catalog.chunk(id);
       if (now?.state === "present" && (await this.store.exists("chunks", id))) {
         await this.store.discard(received.temp);
@@ -162,7 +205,7 @@ export class Repository {
   }
 
   async commit(snapshot: string, chunks: string[], stats: unknown, summary: unknown) {
-    return this.lock.run(async () => {
+    return this.lock.shared(async () => {
       const row = this.catalog.snapshot(snapshot)!;
       if (!row.manifest_hash || !(await this.store.exists("manifests", snapshot))) {
         throw new HttpError(
@@ -186,7 +229,7 @@ export class Repository {
   }
 
   async forget(ids: string[]) {
-    await this.lock.run(async () => {
+    await this.lock.exclusive(async () => {
       this.catalog.forgetSnapshots(ids);
       for (const id of ids) await this.store.remove("manifests", id);
     });
@@ -208,7 +251,7 @@ export class Repository {
 
   /** Garbage collection, crash-safe: mark in one transaction, delete files, drop rows. */
   async collect(): Promise<{ chunks: number; bytes: number }> {
-    return this.lock.run(async () => {
+    return this.lock.exclusive(async () => {
       const now = Date.now();
       for (const id of this.catalog.expirePending(now)) await this.store.remove("manifests", id);
       this.catalog.markGarbage(now - this.gcGraceMs);

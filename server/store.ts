@@ -55,7 +55,11 @@ export class BlobStore {
     const temp = path.join(this.dir, "tmp", randomBytes(12).toString("hex"));
     const hash = createHash("sha256");
     let size = 0;
-    const out = createWriteStream(temp, { flags: "wx", mode: 0o600 });
+    // Chunk blobs (at most a few MiB) are gathered in memory and written with one call;
+    // larger blobs (manifests) stream to the file. Either way the file is fsync'd.
+    const gather = limit <= 8 * 1024 * 1024;
+    const parts: Buffer[] = [];
+    const out = gather ? null : createWriteStream(temp, { flags: "wx", mode: 0o600, flush: true });
     try {
       await new Promise<void>((resolve, reject) => {
         body.on("data", (data: Buffer) => {
@@ -73,28 +77,32 @@ export class BlobStore {
             return;
           }
           hash.update(data);
-          if (!out.write(data)) {
+          if (!out) parts.push(data);
+          else if (!out.write(data)) {
             body.pause();
             out.once("drain", () => body.resume());
           }
         });
-        body.on("end", () => out.end());
+        body.on("end", () => (out ? out.end() : resolve()));
         body.on("error", reject);
         body.on("aborted", () =>
           reject(new HttpError(400, "LB_SERVER_UPLOAD_ABORTED", "The upload was aborted.")),
         );
-        out.on("error", reject);
-        out.on("finish", resolve);
+        out?.on("error", reject);
+        out?.on("finish", resolve);
       });
-      const handle = await open(temp, "r+");
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
+      if (!out) {
+        const handle = await open(temp, "wx", 0o600);
+        try {
+          await handle.writev(parts);
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
       }
       return { temp, size, sha256: hash.digest("hex") };
     } catch (error) {
-      out.destroy();
+      out?.destroy();
       // Read and drop the rest of the body, so the error response reaches the client at
       // once instead of after its upload times out.
       if (!body.destroyed) body.resume();
