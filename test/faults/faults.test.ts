@@ -171,7 +171,11 @@ describe("faults", () => {
       let server: ChildServer | null = null;
       try {
         execFileSync("mount", [loop, mount]);
-        server = await startChildServer(path.join(mount, "data"));
+        // Short sessions and no grace, so that a prune can free what the failed run stored.
+        server = await startChildServer(path.join(mount, "data"), {
+          LIFEBOAT_SESSION_TTL_MS: "2000",
+          LIFEBOAT_GC_GRACE_MS: "0",
+        });
         const { token, client } = await server.host("full");
         const result = await agent(server, token, src, path.join(work, "state-full")).done;
         expect(result.code).not.toBe(0);
@@ -185,7 +189,9 @@ describe("faults", () => {
         const tiny = path.join(work, "tiny");
         mkdirSync(tiny);
         writeFileSync(path.join(tiny, "note.txt"), "small\n");
-        await server.admin.prune({ keepLast: 10 });
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        const freed = await server.admin.prune({ keepLast: 10 });
+        expect(freed.gc!.chunks).toBeGreaterThan(0);
         const ok = await agent(server, token, tiny, path.join(work, "state-tiny")).done;
         expect(ok.code, ok.stderr).toBe(0);
       } finally {
