@@ -522,6 +522,30 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     return reply.send(repo.store.read(kind, id).pipe(check));
   };
 
+  /** A chunk blob (at most a few MiB): read whole, checked, then sent or refused. */
+  const sendChunk = async (
+    reply: FastifyReply,
+    id: string,
+    expected: string,
+    log: FastifyRequest["log"],
+  ) => {
+    const data = await repo.store.readWhole("chunks", id);
+    const actual = createHash("sha256").update(data).digest("hex");
+    if (actual !== expected) {
+      log.error({ kind: "chunks", id, expected, actual }, "stored blob is damaged; not served");
+      throw new HttpError(
+        500,
+        "LB_REPO_CORRUPT_CHUNK",
+        `Chunk ${id} is damaged on the server (its SHA-256 no longer matches); it is not served.`,
+        "Run 'lifeboat verify --read-data' with the admin token to see which snapshots it breaks.",
+      );
+    }
+    return reply
+      .header("content-type", "application/octet-stream")
+      .header("x-blob-sha256", expected)
+      .send(data);
+  };
+
   app.get(
     "/v1/snapshots/:id/manifest",
     { schema: { params: z.object({ id: SnapshotId }) } },
@@ -548,7 +572,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
           "Run 'lifeboat verify' if a snapshot needs it.",
         );
       }
-      return sendBlob(reply, "chunks", row.id, row.blob_hash, request.log);
+      return sendChunk(reply, row.id, row.blob_hash, request.log);
     },
   );
 

@@ -5,7 +5,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { LifeboatError } from "../common/errors.ts";
@@ -132,6 +132,10 @@ export class BlobStore {
 
   async discard(temp: string) {
     await rm(temp, { force: true });
+  }
+
+  async readWhole(kind: BlobKind, id: string): Promise<Buffer> {
+    return readFile(this.pathOf(kind, id));
   }
 
   read(kind: BlobKind, id: string): Readable {

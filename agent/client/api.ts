@@ -162,7 +162,8 @@ export class ApiClient {
           error,
         );
       }
-      if (response.status >= 500 && response.status !== 507 && attempt < RETRIES) {
+      const damaged = response.body.includes("LB_REPO_CORRUPT_CHUNK");
+      if (response.status >= 500 && response.status !== 507 && !damaged && attempt < RETRIES) {
         await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
         continue;
       }
@@ -367,8 +368,8 @@ export class ApiClient {
         error,
       );
     }
-    // The body is complete: the server re-hashed the stored blob while sending it and would
-    // have cut the response short on a mismatch. Content is checked again against its id
+    // The body is complete: the server re-hashed the stored blob before or while sending it
+    // and refuses or cuts short a damaged one. Content is checked again against its id
     // when the blob is decoded, so a second SHA-256 here would only cost time.
     if (!response.headers["x-blob-sha256"]) {
       throw environmentError(
