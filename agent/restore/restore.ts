@@ -79,6 +79,10 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     (a, b) => depth(a.mountPoint) - depth(b.mountPoint),
   );
   if (options.paths.length === 0) {
+    fetcher.total = filesystems.reduce(
+      (sum, fs) => sum + fs.streams.reduce((n, stream) => n + stream.size, 0),
+      0,
+    );
     for (const fs of filesystems) {
       const dir = path.join(options.target, fs.mountPoint);
       await mkdir(dir, { recursive: true });
@@ -149,6 +153,8 @@ async function restoreEntries(
 class ChunkFetcher {
   readonly #options: RestoreOptions;
   readonly #counters: { bytes: number; chunks: number };
+  /** Bytes a full restore will stream, for the progress bar's ETA (null for single files). */
+  total: number | null = null;
   /** The chunk last fetched for a range, since neighbouring entries often share it. */
   #last: { id: string; plain: Buffer } | null = null;
 
@@ -183,7 +189,12 @@ class ChunkFetcher {
     })) {
       this.#counters.bytes += plain.length;
       this.#counters.chunks++;
-      this.#options.progress.update({ phase: "restore", item, bytes: this.#counters.bytes });
+      this.#options.progress.update({
+        phase: "restore",
+        item,
+        bytes: this.#counters.bytes,
+        totalBytes: this.total,
+      });
       yield plain;
     }
   }
