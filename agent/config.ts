@@ -14,6 +14,8 @@ export const AgentConfigSchema = z
     /** This host's token (prefer tokenFile, which can be mode 0600). */
     token: z.string().optional(),
     tokenFile: z.string().optional(),
+    /** A CA (or self-signed certificate) to trust for an https server. */
+    ca: z.string().optional(),
     /** The repository key file; without one, backups are not encrypted. */
     keyFile: z.string().optional(),
     /** The host name backups are filed under (default: the machine's hostname). */

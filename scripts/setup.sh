@@ -19,7 +19,7 @@ packages=(
   # virtual machines and building Debian systems for them
   qemu-system-x86 qemu-utils ovmf debootstrap socat
   # networking
-  iproute2 ca-certificates
+  iproute2 ca-certificates openssl curl
   restic borgbackup time # side-by-side backup benchmark (make bench)
 )
 

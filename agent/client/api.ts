@@ -71,6 +71,13 @@ export interface PruneRequest {
 
 const RETRIES = 3;
 
+/** The server stopped sending a body part-way. */
+class ResponseCut extends Error {
+  constructor() {
+    super("response cut short");
+  }
+}
+
 interface RawResponse {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -83,22 +90,27 @@ export class ApiClient {
 
   readonly #agent: http.Agent;
 
-  constructor(url: string, token: string) {
+  constructor(url: string, token: string, options: { ca?: Buffer | null } = {}) {
     this.url = url.replace(/\/+$/, "");
     this.#token = token;
-    // Blobs go over node:http with keep-alive: fetch would copy every body once more, and
-    // at backup rates those copies are a good part of the CPU time.
-    const options = { keepAlive: true, maxSockets: 16 };
+    // node:http with keep-alive rather than fetch: fetch copies every body once more, which
+    // at backup rates is a good part of the CPU time, and it can't be given a CA to trust.
+    const agentOptions = { keepAlive: true, maxSockets: 16 };
     this.#agent = this.url.startsWith("https:")
-      ? new https.Agent(options)
-      : new http.Agent(options);
+      ? new https.Agent({ ...agentOptions, ...(options.ca ? { ca: options.ca } : {}) })
+      : new http.Agent(agentOptions);
   }
 
-  /** One blob request over node:http; the body is sent as its parts, without joining them. */
-  #raw(method: string, path: string, parts: Buffer[] | null, headers: Record<string, string>) {
+  /** One request; the body goes as its parts, without joining them. */
+  #open(
+    method: string,
+    path: string,
+    body: { parts: Buffer[]; type: string } | null,
+    headers: Record<string, string>,
+  ): Promise<http.IncomingMessage> {
     const target = new URL(`${this.url}${path}`);
     const transport = target.protocol === "https:" ? https : http;
-    return new Promise<RawResponse>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       const request = transport.request(
         target,
         {
@@ -107,142 +119,115 @@ export class ApiClient {
           headers: {
             authorization: `Bearer ${this.#token}`,
             ...headers,
-            ...(parts
+            ...(body
               ? {
-                  "content-type": "application/octet-stream",
-                  "content-length": String(parts.reduce((n, p) => n + p.length, 0)),
+                  "content-type": body.type,
+                  "content-length": String(body.parts.reduce((n, p) => n + p.length, 0)),
                 }
               : {}),
           },
         },
-        (response) => {
-          const chunks: Buffer[] = [];
-          response.on("data", (data: Buffer) => chunks.push(data));
-          const cut = () => reject(new Error("response cut short"));
-          response.on("error", cut);
-          response.on("aborted", cut);
-          response.on("end", () => {
-            if (!response.complete) reject(new Error("response cut short"));
-            else
-              resolve({
-                status: response.statusCode ?? 0,
-                headers: response.headers,
-                body: Buffer.concat(chunks),
-              });
-          });
-        },
+        resolve,
       );
       request.on("error", reject);
-      if (parts) for (const part of parts) request.write(part);
+      if (body) for (const part of body.parts) request.write(part);
       request.end();
     });
   }
 
-  /** #raw with retries, the unreachable-server error and the server's error body. */
-  async #blobRequest(
-    method: string,
-    path: string,
-    parts: Buffer[] | null,
-    headers: Record<string, string> = {},
-  ) {
-    for (let attempt = 1; ; attempt++) {
-      let response: RawResponse;
-      try {
-        response = await this.#raw(method, path, parts, headers);
-      } catch (error) {
-        if (attempt < RETRIES && method === "PUT") {
-          await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
-          continue;
-        }
-        if ((error as Error).message.startsWith("response")) throw error;
-        throw environmentError(
-          "LB_SERVER_UNREACHABLE",
-          `Can't reach the backup server at ${this.url}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`,
-          "Check that it runs ('lifeboat server') and the URL (--server, LIFEBOAT_SERVER, or server in the agent config).",
-          error,
-        );
-      }
-      const damaged = response.body.includes("LB_REPO_CORRUPT_CHUNK");
-      if (response.status >= 500 && response.status !== 507 && !damaged && attempt < RETRIES) {
-        await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
-        continue;
-      }
-      if (response.status >= 400) {
-        const fake = new Response(response.body, { status: response.status });
-        throw await this.#error(fake, method, path);
-      }
-      return response;
-    }
+  /** The whole body of a response; a response cut short is an error. */
+  #readAll(response: http.IncomingMessage): Promise<RawResponse> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const cut = () => reject(new ResponseCut());
+      response.on("data", (data: Buffer) => chunks.push(data));
+      response.on("error", cut);
+      response.on("aborted", cut);
+      response.on("end", () => {
+        if (!response.complete) cut();
+        else
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks),
+          });
+      });
+    });
   }
 
-  async #request(
+  /**
+   * A request with retries (connection trouble and 5xx, for idempotent calls), the
+   * unreachable-server error, and the server's error body turned into a LifeboatError.
+   * `stream` returns the response unread (for NDJSON).
+   */
+  async #send(
     method: string,
     path: string,
     options: {
       json?: unknown;
-      body?: Buffer;
+      parts?: Buffer[];
       headers?: Record<string, string>;
       idempotent?: boolean;
-    } = {},
-  ): Promise<Response> {
-    const headers: Record<string, string> = {
-      authorization: `Bearer ${this.#token}`,
-      ...options.headers,
-    };
-    let body: string | Buffer | undefined;
-    if (options.json !== undefined) {
-      headers["content-type"] = "application/json";
-      body = JSON.stringify(options.json);
-    } else if (options.body) {
-      headers["content-type"] = "application/octet-stream";
-      body = options.body;
-    }
+    },
+  ): Promise<http.IncomingMessage> {
+    const body =
+      options.json !== undefined
+        ? { parts: [Buffer.from(JSON.stringify(options.json))], type: "application/json" }
+        : options.parts
+          ? { parts: options.parts, type: "application/octet-stream" }
+          : null;
     const attempts = options.idempotent === false ? 1 : RETRIES;
     for (let attempt = 1; ; attempt++) {
-      let response: Response;
+      let response: http.IncomingMessage;
       try {
-        response = await fetch(`${this.url}${path}`, { method, headers, body });
+        response = await this.#open(method, path, body, options.headers ?? {});
       } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? "";
+        if (/CERT|SSL|TLS/.test(code)) {
+          throw environmentError(
+            "LB_SERVER_TLS",
+            `The TLS certificate of ${this.url} is not trusted: ${code}.`,
+            "Pass the CA (or the self-signed certificate) with --ca FILE, LIFEBOAT_CA, or ca in the agent config.",
+            error,
+          );
+        }
         if (attempt < attempts) {
           await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
           continue;
         }
-        const cause = (error as { cause?: { code?: string; message?: string } }).cause;
         throw environmentError(
           "LB_SERVER_UNREACHABLE",
-          `Can't reach the backup server at ${this.url}: ${cause?.code ?? cause?.message ?? (error as Error).message}.`,
+          `Can't reach the backup server at ${this.url}: ${code || (error as Error).message}.`,
           "Check that it runs ('lifeboat server') and the URL (--server, LIFEBOAT_SERVER, or server in the agent config).",
           error,
         );
       }
-      if (response.status >= 500 && response.status !== 507 && attempt < attempts) {
-        await response.body?.cancel();
+      const status = response.statusCode ?? 0;
+      if (status < 400) return response;
+      const raw = await this.#readAll(response).catch(() => null);
+      const text = raw?.body.toString("utf8") ?? "";
+      const damaged = text.includes("LB_REPO_CORRUPT_CHUNK");
+      if (status >= 500 && status !== 507 && !damaged && attempt < attempts) {
         await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** attempt));
         continue;
       }
-      if (!response.ok) throw await this.#error(response, method, path);
-      return response;
+      throw this.#error(status, text, method, path);
     }
   }
 
-  async #error(response: Response, method: string, path: string): Promise<LifeboatError> {
-    const text = await response.text().catch(() => "");
+  #error(status: number, text: string, method: string, path: string): LifeboatError {
     let parsed: z.infer<typeof ErrorBody> | null = null;
     try {
       parsed = ErrorBody.parse(JSON.parse(text));
     } catch {
       parsed = null;
     }
-    const kind =
-      response.status === 401 || response.status === 403 || response.status >= 500
-        ? "environment"
-        : "input";
+    const kind = status === 401 || status === 403 || status >= 500 ? "environment" : "input";
     return new LifeboatError({
       kind,
-      code: parsed?.error.code ?? `LB_SERVER_HTTP_${response.status}`,
+      code: parsed?.error.code ?? `LB_SERVER_HTTP_${status}`,
       message:
-        parsed?.error.message ??
-        `${method} ${path} failed: HTTP ${response.status} ${text.slice(0, 200)}`,
+        parsed?.error.message ?? `${method} ${path} failed: HTTP ${status} ${text.slice(0, 200)}`,
       hint: parsed?.error.hint,
     });
   }
@@ -254,8 +239,13 @@ export class ApiClient {
     json?: unknown,
     idempotent = true,
   ): Promise<T> {
-    const response = await this.#request(method, path, { json, idempotent });
-    return schema.parse(await response.json());
+    const response = await this.#send(method, path, { json, idempotent });
+    const raw = await this.#readAll(response);
+    return schema.parse(JSON.parse(raw.body.toString("utf8")));
+  }
+
+  async #putBlob(method: string, path: string, parts: Buffer[], headers: Record<string, string>) {
+    await this.#readAll(await this.#send(method, path, { parts, headers }));
   }
 
   whoami() {
@@ -312,7 +302,7 @@ export class ApiClient {
     blob: Buffer | Buffer[],
     sha256: string,
   ): Promise<void> {
-    await this.#blobRequest(
+    await this.#putBlob(
       "PUT",
       `/v1/chunks/${id}?snapshot=${snapshot}`,
       Array.isArray(blob) ? blob : [blob],
@@ -323,7 +313,7 @@ export class ApiClient {
   }
 
   async putManifest(snapshot: string, blob: Buffer, sha256: string): Promise<void> {
-    await this.#blobRequest("PUT", `/v1/snapshots/${snapshot}/manifest`, [blob], {
+    await this.#putBlob("PUT", `/v1/snapshots/${snapshot}/manifest`, [blob], {
       "x-blob-sha256": sha256,
     });
   }
@@ -358,7 +348,7 @@ export class ApiClient {
   async #blob(path: string, what: string): Promise<Buffer> {
     let response: RawResponse;
     try {
-      response = await this.#blobRequest("GET", path, null);
+      response = await this.#readAll(await this.#send("GET", path, {}));
     } catch (error) {
       if (error instanceof LifeboatError) throw error;
       throw environmentError(
@@ -407,12 +397,12 @@ export class ApiClient {
   }
 
   async *verify(readData: boolean): AsyncGenerator<VerifyEvent> {
-    const response = await this.#request("POST", "/v1/verify", { json: { readData } });
+    const response = await this.#send("POST", "/v1/verify", { json: { readData } });
     const decoder = new TextDecoder();
     let buffered = "";
     const parse = (line: string): VerifyEvent =>
       z.union([VerifyProgressSchema, VerifyResultSchema]).parse(JSON.parse(line));
-    for await (const part of response.body as unknown as AsyncIterable<Uint8Array>) {
+    for await (const part of response as AsyncIterable<Buffer>) {
       buffered += decoder.decode(part, { stream: true });
       let newline: number;
       while ((newline = buffered.indexOf("\n")) >= 0) {

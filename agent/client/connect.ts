@@ -18,6 +18,11 @@ export const connectionOptions: Record<string, OptionSpec> = {
     value: "TOKEN",
     description: "Access token (else LIFEBOAT_TOKEN, else config)",
   },
+  ca: {
+    type: "string",
+    value: "FILE",
+    description: "Trust this CA or self-signed certificate (PEM) for an https server",
+  },
   "token-file": {
     type: "string",
     value: "FILE",
@@ -63,5 +68,18 @@ export async function openClient(
       'Pass --token or --token-file, set LIFEBOAT_TOKEN, or put "token"/"tokenFile" in /etc/lifeboat/agent.json.',
     );
   }
-  return new ApiClient(server, token);
+  const caFile = ctx.string("ca") ?? process.env.LIFEBOAT_CA ?? config?.ca;
+  let ca: Buffer | null = null;
+  if (caFile) {
+    try {
+      ca = await readFile(caFile);
+    } catch (error) {
+      throw inputError(
+        "LB_CA_FILE",
+        `Can't read the CA file ${caFile}: ${(error as Error).message}.`,
+        "Give the PEM file of the CA that signed the server's certificate, or the certificate itself.",
+      );
+    }
+  }
+  return new ApiClient(server, token, { ca });
 }

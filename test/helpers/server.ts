@@ -1,8 +1,8 @@
 // A real Lifeboat server for tests: in-process on 127.0.0.1 with a temp data directory, or
 // as a child process (bin/lifeboat server) where a test needs to kill it.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer as createNetServer } from "node:net";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { connect, createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createServer, type ServerOptions } from "../../server/app.ts";
@@ -81,29 +81,39 @@ export interface ChildServer extends TestServer {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, "127.0.0.1");
+    socket.on("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.on("error", () => resolve(false));
+  });
+}
+
 /** `bin/lifeboat server` as a child process, waited for until it answers. */
 export async function startChildServer(
   dataDir: string,
   env: Record<string, string> = {},
   port?: number,
+  extraArgs: string[] = [],
 ): Promise<ChildServer> {
   const chosen = port ?? (await freePort());
   const child = spawn(
     path.join(ROOT, "bin/lifeboat"),
-    ["server", "--data", dataDir, "--listen", `127.0.0.1:${chosen}`],
+    ["server", "--data", dataDir, "--listen", `127.0.0.1:${chosen}`, ...extraArgs],
     { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...env } },
   );
   let stderr = "";
   child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-  const url = `http://127.0.0.1:${chosen}`;
+  const tls = extraArgs.includes("--tls-cert");
+  const url = `${tls ? "https" : "http"}://127.0.0.1:${chosen}`;
   const deadline = Date.now() + 20_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`server exited: ${stderr}`);
-    try {
-      if ((await fetch(`${url}/v1/health`)).ok) break;
-    } catch {
-      // not up yet
-    }
+    // Up when the admin token exists and the port answers (TLS or not).
+    if (existsSync(path.join(dataDir, "admin.token")) && (await portOpen(chosen))) break;
     if (Date.now() > deadline) throw new Error(`server did not start: ${stderr}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
