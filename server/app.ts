@@ -30,7 +30,7 @@ import {
   MAX_MANIFEST_BLOB,
   type RepositoryOptions,
 } from "./repository.ts";
-import { HttpError } from "./store.ts";
+import { HttpError, diskError } from "./store.ts";
 
 export const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
 const newToken = (prefix: string) => `${prefix}${randomBytes(32).toString("hex")}`;
@@ -135,6 +135,9 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
         "Check the request against /openapi.json.",
       );
     }
+    // The catalog could not grow (SQLITE_FULL): the same clear 507 as a full blob write.
+    const disk = diskError(error, options.dataDir);
+    if (disk instanceof HttpError) error = disk;
     if (error instanceof HttpError) {
       if (error.status === 401 || error.status === 403)
         request.log.warn({ route: request.url, reason: error.message }, "denied");

@@ -252,24 +252,33 @@ export class Repository {
   /** Garbage collection, crash-safe: mark in one transaction, delete files, drop rows. */
   async collect(): Promise<{ chunks: number; bytes: number }> {
     return this.lock.exclusive(async () => {
-      const now = Date.now();
-      for (const id of this.catalog.expirePending(now)) await this.store.remove("manifests", id);
-      this.catalog.markGarbage(now - this.gcGraceMs);
-      const collected = await this.finishDeleting();
-      // Files a crash left between rename and catalog insert: no row, so nothing refers to
-      // them. Past the grace period they can't belong to an upload in flight either.
-      const known = new Set(this.catalog.allChunks().map((c) => c.id));
-      for (const id of await this.store.list("chunks")) {
-        if (known.has(id)) continue;
-        const info = await this.store.exists("chunks", id);
-        if (info && info.mtimeMs < now - this.gcGraceMs) {
-          await this.store.remove("chunks", id);
-          collected.chunks++;
-          collected.bytes += info.size;
-        }
+      await this.store.releaseReserve();
+      try {
+        return await this.#collect();
+      } finally {
+        await this.store.keepReserve();
       }
-      return collected;
     });
+  }
+
+  async #collect(): Promise<{ chunks: number; bytes: number }> {
+    const now = Date.now();
+    for (const id of this.catalog.expirePending(now)) await this.store.remove("manifests", id);
+    this.catalog.markGarbage(now - this.gcGraceMs);
+    const collected = await this.finishDeleting();
+    // Files a crash left between rename and catalog insert: no row, so nothing refers to
+    // them. Past the grace period they can't belong to an upload in flight either.
+    const known = new Set(this.catalog.allChunks().map((c) => c.id));
+    for (const id of await this.store.list("chunks")) {
+      if (known.has(id)) continue;
+      const info = await this.store.exists("chunks", id);
+      if (info && info.mtimeMs < now - this.gcGraceMs) {
+        await this.store.remove("chunks", id);
+        collected.chunks++;
+        collected.bytes += info.size;
+      }
+    }
+    return collected;
   }
 
   async finishDeleting(): Promise<{ chunks: number; bytes: number }> {

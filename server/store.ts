@@ -27,12 +27,43 @@ export class BlobStore {
     this.dir = dir;
   }
 
+  /**
+   * Space kept back for emergencies: garbage collection needs to write to the catalog to
+   * free space, so on a full disk it would fail exactly when it is needed. Collection
+   * releases this file first and takes it back afterwards.
+   */
+  get reserveFile() {
+    return path.join(this.dir, "reserve");
+  }
+
+  async releaseReserve() {
+    await rm(this.reserveFile, { force: true });
+  }
+
+  async keepReserve(bytes = 8 * 1024 * 1024) {
+    const info = await stat(this.reserveFile).catch(() => null);
+    if (info?.size === bytes) return;
+    try {
+      const handle = await open(this.reserveFile, "w", 0o600);
+      try {
+        await handle.writeFile(Buffer.alloc(bytes));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch {
+      // No room for it now; the next collection tries again.
+      await rm(this.reserveFile, { force: true });
+    }
+  }
+
   async init() {
     for (const sub of ["chunks", "manifests", "tmp"])
       await mkdir(path.join(this.dir, sub), { recursive: true });
     // Uploads that were in flight when the server stopped: never recorded, so just garbage.
     await rm(path.join(this.dir, "tmp"), { recursive: true, force: true });
     await mkdir(path.join(this.dir, "tmp"));
+    await this.keepReserve();
   }
 
   pathOf(kind: BlobKind, id: string): string {
@@ -174,7 +205,9 @@ export class BlobStore {
 
 export function diskError(error: unknown, dir: string): unknown {
   const code = (error as NodeJS.ErrnoException)?.code;
-  if (code === "ENOSPC" || code === "EDQUOT") {
+  // SQLITE_FULL (13): the catalog could not grow.
+  const sqliteFull = code === "ERR_SQLITE_ERROR" && (error as { errcode?: number }).errcode === 13;
+  if (code === "ENOSPC" || code === "EDQUOT" || sqliteFull) {
     return new HttpError(
       507,
       "LB_SERVER_DISK_FULL",
