@@ -6,7 +6,9 @@
 // (chunks too) → manifest → commit. The snapshot becomes visible only at the commit; if the
 // agent dies before it, nothing is visible and the next backup reuses the uploaded chunks.
 
-import { copyFile, readFile, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { runTool } from "../../common/exec.ts";
 import path from "node:path";
 import { LIFEBOAT_VERSION } from "../../common/version.ts";
 import { createChunker, gearTable } from "../../common/repository/chunker.ts";
@@ -153,10 +155,13 @@ async function backupOnce(
       files: result.files,
     });
   }
+  const layout = await layoutPromise;
+  const luksHeaders = layout
+    ? await backupLuksHeaders(layout, { gear, uploader, warnings }, options.stateDir)
+    : [];
   await uploader.flush();
   options.progress.finish();
 
-  const layout = await layoutPromise;
   const snapshotBytes = filesystems.reduce(
     (sum, fs) => sum + fs.streams.reduce((n, stream) => n + stream.size, 0),
     0,
@@ -180,6 +185,7 @@ async function backupOnce(
     keyId: keys?.keyId ?? null,
     layout,
     filesystems,
+    luksHeaders,
     // Post-hooks run after the commit, so only the pre-hooks are in the manifest.
     hooks: preHooks,
     stats,
@@ -187,7 +193,7 @@ async function backupOnce(
   const encoded = await encodeManifest(manifest, keys);
   await client.putManifest(snapshot, encoded.blob, encoded.sha256);
   await client.commit(snapshot, {
-    chunks: [...referencedChunks(filesystems)],
+    chunks: [...referencedChunks(filesystems, luksHeaders)],
     stats,
     summary: {
       filesystems: perFs.map((f) => ({ mountPoint: f.mountPoint, level: f.level, bytes: f.bytes })),
@@ -317,7 +323,10 @@ async function backupTarget(job: TargetJob) {
   };
 }
 
-async function chunkAll(data: Buffer, job: TargetJob): Promise<ChunkRef[]> {
+async function chunkAll(
+  data: Buffer,
+  job: Pick<TargetJob, "gear" | "uploader">,
+): Promise<ChunkRef[]> {
   const chunker = createChunker({ gear: job.gear });
   const refs: ChunkRef[] = [];
   for (const chunk of [...chunker.push(data), ...chunker.end()])
@@ -325,9 +334,57 @@ async function chunkAll(data: Buffer, job: TargetJob): Promise<ChunkRef[]> {
   return refs;
 }
 
-/** Every chunk id a manifest references: streams, indexes and tar states. */
-export function referencedChunks(filesystems: Manifest["filesystems"]): Set<string> {
+/**
+ * A header backup of every LUKS device in the layout (cryptsetup luksHeaderBackup), stored
+ * as chunks: if a header is damaged, the data behind it can only be opened with a copy.
+ * The copy holds the keyslots, which need the passphrase; it never holds a passphrase.
+ */
+async function backupLuksHeaders(
+  layout: Layout,
+  job: Pick<TargetJob, "gear" | "uploader" | "warnings">,
+  stateDir: string,
+): Promise<Manifest["luksHeaders"]> {
+  const headers: Manifest["luksHeaders"] = [];
+  if (layout.luks.length === 0) return headers;
+  const dir = await mkdtemp(path.join(stateDir, ".luks-"));
+  try {
+    for (const luks of layout.luks) {
+      const file = path.join(dir, `${luks.uuid}.img`);
+      try {
+        await runTool([
+          "cryptsetup",
+          "luksHeaderBackup",
+          luks.device,
+          "--header-backup-file",
+          file,
+        ]);
+        const data = await readFile(file);
+        headers.push({
+          device: luks.device,
+          uuid: luks.uuid,
+          sizeBytes: data.length,
+          sha256: createHash("sha256").update(data).digest("hex"),
+          chunks: await chunkAll(data, job),
+        });
+      } catch (error) {
+        job.warnings.push(
+          `LUKS header of ${luks.device} not backed up: ${(error as Error).message}`,
+        );
+      }
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return headers;
+}
+
+/** Every chunk id a manifest references: streams, indexes, tar states and LUKS headers. */
+export function referencedChunks(
+  filesystems: Manifest["filesystems"],
+  luksHeaders: Manifest["luksHeaders"] = [],
+): Set<string> {
   const ids = new Set<string>();
+  for (const header of luksHeaders) for (const [id] of header.chunks) ids.add(id);
   for (const fs of filesystems) {
     for (const stream of fs.streams) for (const [id] of stream.chunks) ids.add(id);
     for (const [id] of fs.index.chunks) ids.add(id);

@@ -52,6 +52,18 @@ export const ManifestSchema = z.object({
   /** The disk layout, to rebuild the machine; null for backups made without it. */
   layout: LayoutSchema.nullable(),
   filesystems: z.array(FilesystemBackupSchema),
+  /** cryptsetup luksHeaderBackup of each LUKS device, for when a header is damaged. */
+  luksHeaders: z
+    .array(
+      z.object({
+        device: z.string(),
+        uuid: z.string(),
+        sizeBytes: z.number().int().nonnegative(),
+        sha256: z.string(),
+        chunks: z.array(ChunkRefSchema),
+      }),
+    )
+    .default([]),
   hooks: z.array(
     z.object({
       phase: z.enum(["pre", "post"]),
@@ -68,6 +80,7 @@ export const ManifestSchema = z.object({
   }),
 });
 export type Manifest = z.infer<typeof ManifestSchema>;
+export type ManifestInput = z.input<typeof ManifestSchema>;
 
 export async function encodeManifest(
   manifest: Manifest,

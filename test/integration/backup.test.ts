@@ -245,3 +245,73 @@ describe.runIf(root)("a whole-machine backup on a captured layout (root, loop de
     }
   }, 60_000);
 });
+
+describe.runIf(root)("LUKS header backups (root, loop devices)", () => {
+  it("stores a header backup of every LUKS device in the layout, byte for byte", async () => {
+    const { Scratch, sh } = await import("../helpers/loop.ts");
+    const { captureLayout } = await import("../../layouts/capture/capture.ts");
+    const { liveSource } = await import("../../agent/capture/live-source.ts");
+    const { loadManifest } = await import("../../agent/restore/restore.ts");
+    const { decodeBlob } = await import("../../common/repository/blob.ts");
+    const scratch = await Scratch.create();
+    try {
+      const image = await scratch.image(
+        "luks.img",
+        96 * 1048576,
+        "label: gpt\nsize=40M, type=L, name=crypt\nsize=40M, type=L, name=plain\n",
+      );
+      const disk = await scratch.attach(image);
+      const keyFile = path.join(scratch.dir, "key");
+      writeFileSync(keyFile, "not a real secret\n");
+      await sh([
+        "cryptsetup",
+        "luksFormat",
+        "--batch-mode",
+        "--type",
+        "luks2",
+        "--pbkdf",
+        "pbkdf2",
+        "--pbkdf-force-iterations",
+        "1000",
+        "--key-file",
+        keyFile,
+        disk.partition(1),
+      ]);
+      await sh(["mkfs.ext4", "-q", disk.partition(2)]);
+      const mount = await scratch.mount(disk.partition(2), "plain");
+      writeFileSync(path.join(mount, "file"), "x\n");
+      const { client } = await server.host("luks");
+      const summary = await runBackup(
+        options(client, "luks", "", {
+          paths: [],
+          captureLayout: () =>
+            captureLayout(liveSource, {
+              disks: [disk.device],
+              now: new Date(),
+              capturedBy: "test",
+            }),
+        }),
+      );
+      const manifest = await loadManifest(client, summary.id, keys);
+      expect(manifest.luksHeaders.map((h) => h.device)).toEqual([disk.partition(1)]);
+      const header = manifest.luksHeaders[0]!;
+      const parts = [];
+      for (const [id] of header.chunks)
+        parts.push(await decodeBlob(await client.getChunk(id), id, keys));
+      const stored = Buffer.concat(parts);
+      const fresh = path.join(scratch.dir, "fresh.img");
+      await sh([
+        "cryptsetup",
+        "luksHeaderBackup",
+        disk.partition(1),
+        "--header-backup-file",
+        fresh,
+      ]);
+      expect(stored.equals(readFileSync(fresh))).toBe(true);
+      expect(stored.length).toBe(header.sizeBytes);
+      expect(summary.warnings).toEqual([]);
+    } finally {
+      await scratch.cleanup();
+    }
+  }, 60_000);
+});

@@ -168,6 +168,7 @@ describe("manifest", () => {
       parent: null,
       keyId: keys.keyId,
       layout: null,
+      luksHeaders: [],
       filesystems: [
         {
           mountPoint: "/",
