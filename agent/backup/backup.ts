@@ -27,7 +27,7 @@ import type { Progress } from "../progress.ts";
 import { withHooks, type HookRecord } from "./hooks.ts";
 import { spawnTarCreate } from "./tar.ts";
 import { backupTargets, excludesFor, type BackupTarget } from "./targets.ts";
-import { loadChainState, promoteChainState, stagingDir, type Chain } from "./state.ts";
+import { loadChainState, lockBackups, promoteChainState, stagingDir, type Chain } from "./state.ts";
 import { ChunkUploader } from "./upload.ts";
 
 export interface BackupOptions {
@@ -74,9 +74,15 @@ export async function runBackup(options: BackupOptions): Promise<BackupSummary> 
   const started = performance.now();
   const warnings: string[] = [];
   let summary: BackupSummary | null = null;
-  const hooks = await withHooks(options.hooks, async (preHooks) => {
-    summary = await backupOnce(options, started, warnings, preHooks);
-  });
+  const unlock = await lockBackups(options.stateDir, options.host);
+  let hooks: HookRecord[];
+  try {
+    hooks = await withHooks(options.hooks, async (preHooks) => {
+      summary = await backupOnce(options, started, warnings, preHooks);
+    });
+  } finally {
+    await unlock();
+  }
   if (!summary) throw new Error("backup finished without a result");
   const result: BackupSummary = summary;
   result.hooks = hooks;

@@ -11,9 +11,10 @@
 // the next backup continues from the last snapshot that is really visible.
 
 import { createHash } from "node:crypto";
-import { mkdir, readFile, readdir, rm } from "node:fs/promises";
+import { mkdir, open, readFile, readdir, rm } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
+import { environmentError } from "../../common/errors.ts";
 import { writeFileAtomic } from "../../common/fs.ts";
 import { StreamSchema, type Stream } from "../../common/repository/manifest.ts";
 
@@ -101,5 +102,50 @@ export async function promoteChainState(stateDir: string, chain: Chain): Promise
     if (entry !== chain.snapshot && entry !== "current" && !entry.startsWith(".")) {
       await rm(path.join(dir, entry), { recursive: true, force: true });
     }
+  }
+}
+
+/**
+ * One backup per host at a time on this machine (cron runs can overlap). The lock file holds
+ * the owner's pid; a lock whose process is gone is taken over.
+ */
+export async function lockBackups(stateDir: string, host: string): Promise<() => Promise<void>> {
+  const dir = path.join(stateDir, "backup", host);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const file = path.join(dir, "lock");
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const handle = await open(file, "wx", 0o600);
+      await handle.writeFile(`${process.pid}\n`);
+      await handle.close();
+      return async () => {
+        await rm(file, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      const pid = Number((await readFile(file, "utf8").catch(() => "")).trim());
+      if (pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw environmentError(
+          "LB_BACKUP_RUNNING",
+          `Another backup of host ${host} is running (pid ${pid}).`,
+          `Wait for it to finish. If no backup is running, remove ${file}.`,
+        );
+      }
+      await rm(file, { force: true });
+    }
+  }
+  throw environmentError(
+    "LB_BACKUP_RUNNING",
+    `Could not take the backup lock ${path.join(dir, "lock")}.`,
+    "Another backup may have started at the same moment; try again.",
+  );
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -191,6 +191,25 @@ describe("backup and restore, any user", () => {
     }
   });
 
+  it("refuses to run beside another backup of the same host, and takes over a stale lock", async () => {
+    const { spawn } = await import("node:child_process");
+    const { client } = await server.host("locked");
+    const opts = options(client, "locked", src);
+    const lock = path.join(opts.stateDir, "backup", "locked", "lock");
+    mkdirSync(path.dirname(lock), { recursive: true });
+    const sleeper = spawn("sleep", ["30"]);
+    try {
+      writeFileSync(lock, `${sleeper.pid}\n`);
+      await expect(runBackup(opts)).rejects.toMatchObject({ code: "LB_BACKUP_RUNNING" });
+    } finally {
+      sleeper.kill();
+    }
+    await new Promise((resolve) => sleeper.on("exit", resolve));
+    const done = await runBackup(opts);
+    expect((await client.listSnapshots()).map((s) => s.id)).toEqual([done.id]);
+    expect(() => readFileSync(lock)).toThrow();
+  });
+
   it("runs hooks around the backup and aborts on a failing pre-hook", async () => {
     const { client } = await server.host("hooks");
     const marker = path.join(work, "hook-marker");
