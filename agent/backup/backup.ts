@@ -114,6 +114,12 @@ async function backupOnce(
     targets.map((t) => loadChainState(options.stateDir, options.host, t.mountPoint)),
   );
   const parent = chains.find((c) => c !== null)?.chain.snapshot ?? null;
+  const totalBytes = estimateBackupBytes(
+    targets,
+    chains.map((c) => c?.chain ?? null),
+    options.paths.length > 0 ? null : await layoutPromise,
+    options.fullEvery,
+  );
   const session = await client.createSnapshot({
     host: options.host,
     keyId: keys?.keyId ?? null,
@@ -147,7 +153,7 @@ async function backupOnce(
           phase: "backup",
           item: target.mountPoint,
           bytes: streamedBytes,
-          totalBytes: null,
+          totalBytes,
           newBytes: uploader.stats.newBytes,
         });
       },
@@ -382,6 +388,32 @@ async function backupLuksHeaders(
     await rm(dir, { recursive: true, force: true });
   }
   return headers;
+}
+
+/**
+ * How many bytes a backup will stream, for the progress bar's ETA, when it can be known: a
+ * full stream is about as big as the last chain was, or, the first time, as the used space
+ * the layout records. Incremental streams are small and unpredictable: no estimate.
+ */
+export function estimateBackupBytes(
+  targets: BackupTarget[],
+  chains: (Chain | null)[],
+  layout: Layout | null,
+  fullEvery: number,
+): number | null {
+  let total = 0;
+  for (const [i, target] of targets.entries()) {
+    const chain = chains[i] ?? null;
+    if (chain && chain.streams.length < fullEvery && !chain.forceFull) return null;
+    if (chain) {
+      total += chain.streams.reduce((sum, stream) => sum + stream.size, 0);
+      continue;
+    }
+    const used = layout?.filesystems.find((fs) => fs.device === target.device)?.usage?.usedBytes;
+    if (used === undefined) return null;
+    total += used;
+  }
+  return total > 0 ? total : null;
 }
 
 /** Every chunk id a manifest references: streams, indexes, tar states and LUKS headers. */
