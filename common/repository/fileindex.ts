@@ -122,16 +122,25 @@ export function decodeIndex(data: Buffer): IndexEntry[] {
   const entries: IndexEntry[] = [];
   const text = data.toString("utf8");
   let line = 0;
+  const bad = (line: number, why: string) =>
+    inputError(
+      "LB_REPO_BAD_INDEX",
+      `File index line ${line} is not an index entry: ${why}.`,
+      "The snapshot's index is damaged; a full restore still works, single-file restore of it does not.",
+    );
   for (const raw of text.split("\n")) {
     line++;
     if (raw === "") continue;
-    const result = IndexEntrySchema.safeParse(JSON.parse(raw));
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch (error) {
+      throw bad(line, (error as Error).message);
+    }
+    const result = IndexEntrySchema.safeParse(value);
     if (!result.success) {
-      throw inputError(
-        "LB_REPO_BAD_INDEX",
-        `File index line ${line} is not an index entry: ${result.error.issues[0]?.message}.`,
-        "The snapshot's index is damaged; a full restore still works, single-file restore of it does not.",
-      );
+      const issue = result.error.issues[0];
+      throw bad(line, `${issue?.path.join(".") || "(entry)"}: ${issue?.message}`);
     }
     entries.push(result.data);
   }

@@ -98,15 +98,25 @@ export async function decodeManifest(
   keys: RepoKeys | null,
 ): Promise<Manifest> {
   const plain = await decodeBlob(blob, id, keys);
-  const result = ManifestSchema.safeParse(JSON.parse(plain.toString("utf8")));
-  if (!result.success) {
-    throw inputError(
+  const bad = (why: string) =>
+    inputError(
       "LB_REPO_BAD_MANIFEST",
-      `Manifest ${id} does not match the snapshot format: ${result.error.issues
+      `Manifest ${id} does not match the snapshot format: ${why}.`,
+      "It was written by another version of Lifeboat; restore it with that version.",
+    );
+  let value: unknown;
+  try {
+    value = JSON.parse(plain.toString("utf8"));
+  } catch (error) {
+    throw bad(`not JSON (${(error as Error).message})`);
+  }
+  const result = ManifestSchema.safeParse(value);
+  if (!result.success) {
+    throw bad(
+      result.error.issues
         .slice(0, 3)
         .map((i) => `${i.path.join(".")}: ${i.message}`)
-        .join("; ")}.`,
-      "It was written by another version of Lifeboat; restore it with that version.",
+        .join("; "),
     );
   }
   return result.data;
