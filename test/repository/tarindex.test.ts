@@ -13,10 +13,14 @@ import {
   unlinkSync,
   readFileSync,
   truncateSync,
+  lstatSync,
+  readlinkSync,
+  renameSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { tarCreateArgs } from "../../agent/backup/tar.ts";
 import { createTarIndexer, type TarEntry } from "../../common/repository/tarindex.ts";
 import {
   decodeIndex,
@@ -27,26 +31,15 @@ import {
   type IndexEntry,
 } from "../../common/repository/fileindex.ts";
 
-const TAR_CREATE = [
-  "--create",
-  "--format=posix",
-  "--pax-option=delete=atime,delete=ctime",
-  "--sparse",
-  "--numeric-owner",
-  "--no-check-device",
-];
 const root = process.getuid?.() === 0;
 let work: string;
 let src: string;
 
+/** A stream made exactly as backup makes it (xattrs, ACLs, sparse, incremental). */
 function tarStream(snar: string): Buffer {
-  return execFileSync(
-    "tar",
-    [...TAR_CREATE, `--listed-incremental=${snar}`, "-f", "-", "-C", src, "."],
-    {
-      maxBuffer: 1 << 30,
-    },
-  );
+  return execFileSync("tar", tarCreateArgs({ dir: src, excludes: [], snarFile: snar }), {
+    maxBuffer: 1 << 30,
+  });
 }
 
 /** Index a stream, feeding it in awkward pieces so that headers straddle pushes. */
@@ -73,6 +66,8 @@ beforeAll(() => {
   linkSync(path.join(src, "hello.txt"), path.join(src, "dir/hardlink"));
   symlinkSync("/etc/passwd", path.join(src, "dir/abs-link"));
   symlinkSync("../hello.txt", path.join(src, "dir/deeper/rel-link"));
+  mkdirSync(path.join(src, "dir/deeper/deepest"));
+  writeFileSync(path.join(src, "dir/deeper/deepest/inner.txt"), "inner\n");
   const long = "L".repeat(120);
   mkdirSync(path.join(src, long));
   writeFileSync(path.join(src, long, "f".repeat(200)), "long name\n");
@@ -83,10 +78,14 @@ beforeAll(() => {
   appendFileSync(sparse, "tail");
   utimesSync(path.join(src, "hello.txt"), 1700000000.25, 1700000000.125);
   execFileSync("mkfifo", [path.join(src, "fifo")]);
+  // Extended attributes (one with binary bytes) and an ACL: more pax records in the header.
+  execFileSync("setfattr", ["-n", "user.note", "-v", "0sAP8ACg==", path.join(src, "hello.txt")]);
+  execFileSync("setfacl", ["-m", "u:1234:r", path.join(src, "dir/data.bin")]);
   if (root) {
     writeFileSync(path.join(src, "big-owner"), "x");
     chownSync(path.join(src, "big-owner"), 300000, 300001);
     execFileSync("mknod", [path.join(src, "null-dev"), "c", "1", "3"]);
+    execFileSync("mknod", [path.join(src, "loop-dev"), "b", "7", "200"]);
   }
 });
 
@@ -95,6 +94,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe("tar indexer on GNU tar streams", () => {
   let level0: Buffer;
   let entries0: TarEntry[];
+  let index1: IndexEntry[];
 
   it("finds every member, and each [offset, offset+length) is exactly that member", () => {
     level0 = tarStream(path.join(work, "snar"));
@@ -130,7 +130,48 @@ describe("tar indexer on GNU tar streams", () => {
     if (root) {
       expect(by("big-owner")).toMatchObject({ uid: 300000, gid: 300001 });
       expect(by("null-dev")).toMatchObject({ type: "c", major: 1, minor: 3 });
+      expect(by("loop-dev")).toMatchObject({ type: "b", major: 7, minor: 200 });
     }
+  });
+
+  it("extracts each entry alone from its bytes with the same content and attributes", () => {
+    const alone = new Map<string, string>();
+    for (const entry of entries0) {
+      if (entry.type === "h" || entry.type === "d") continue; // a link needs its target
+      const out = path.join(work, `alone-${alone.size}`);
+      mkdirSync(out);
+      alone.set(entry.path.toString("latin1"), out);
+      const slice = Buffer.concat([
+        level0.subarray(entry.offset, entry.offset + entry.length),
+        Buffer.alloc(1024),
+      ]);
+      execFileSync(
+        "tar",
+        ["-x", "--xattrs", "--xattrs-include=*", "--acls", "--numeric-owner", "-f", "-", "-C", out],
+        { input: slice },
+      );
+      const at = (dir: string) => Buffer.concat([Buffer.from(`${dir}/`), entry.path]);
+      const [got, want] = [lstatSync(at(out)), lstatSync(at(src))];
+      expect([got.mode, got.uid, got.gid, got.rdev, got.mtimeMs]).toEqual([
+        want.mode,
+        want.uid,
+        want.gid,
+        want.rdev,
+        want.mtimeMs,
+      ]);
+      if (entry.type === "f")
+        expect(readFileSync(at(out)).equals(readFileSync(at(src)))).toBe(true);
+      if (entry.type === "l") expect(readlinkSync(at(out))).toBe(readlinkSync(at(src)));
+    }
+    expect(alone.size).toBeGreaterThanOrEqual(8);
+    const xattr = (dir: string) =>
+      execFileSync("getfattr", ["--absolute-names", "-e", "hex", "-n", "user.note", dir]);
+    const acl = (dir: string) =>
+      execFileSync("getfacl", ["--omit-header", "--absolute-names", dir]);
+    const hello = path.join(alone.get("hello.txt")!, "hello.txt");
+    const data = path.join(alone.get("dir/data.bin")!, "dir/data.bin");
+    expect(xattr(hello).toString()).toContain("0x00ff000a");
+    expect(acl(data).toString()).toContain("user:1234:r--");
   });
 
   it("does not depend on how the stream is split", () => {
@@ -143,10 +184,12 @@ describe("tar indexer on GNU tar streams", () => {
     const first = mergeIndex(null, entries0, 0).entries;
     appendFileSync(path.join(src, "dir/data.bin"), "more");
     unlinkSync(path.join(src, "fifo"));
+    rmSync(path.join(src, "dir/deeper"), { recursive: true });
     writeFileSync(path.join(src, "dir/new.txt"), "new\n");
     const level1 = tarStream(path.join(work, "snar"));
     const { entries: merged, unresolved } = mergeIndex(first, index(level1), 1);
     expect(unresolved).toEqual([]);
+    index1 = merged;
     const names = (list: IndexEntry[]) => list.map((e) => entryPath(e).toString("latin1")).sort();
     const onDisk = execFileSync("find", [".", "-mindepth", "0"], { cwd: src })
       .toString("latin1")
@@ -163,6 +206,11 @@ describe("tar indexer on GNU tar streams", () => {
     expect(membersOf(level0, sparse.o, sparse.n)).toHaveLength(1);
     // Round trip through NDJSON.
     expect(decodeIndex(encodeIndex(merged))).toEqual(merged);
+    const lines = encodeIndex(merged).toString().split("\n");
+    const cut = Buffer.from([lines[0], lines[1]!.slice(0, 20)].join("\n"));
+    expect(() => decodeIndex(cut)).toThrow(/line 2 is not an index entry/);
+    const noSize = Buffer.from(lines[0]!.replace(/"s":\d+,/, ""));
+    expect(() => decodeIndex(noSize)).toThrow(/line 1 .*s: /);
     // Single-file selection picks the hard link's target too, in extraction order.
     const picked = selectEntries(merged, ["dir"]);
     expect(picked.some((e) => e.p === "dir/new.txt")).toBe(true);
@@ -180,5 +228,23 @@ describe("tar indexer on GNU tar streams", () => {
     expect(readFileSync(path.join(out, "dir/data.bin"))).toEqual(
       readFileSync(path.join(src, "dir/data.bin")),
     );
+  });
+
+  it("reports the contents of a renamed directory as unresolved, and keeps no stale names", () => {
+    // GNU tar records the rename (R/T) and calls the moved files unchanged ('N'); the parent
+    // index only knows their old names. Backup turns this into a full stream next time.
+    const long = "L".repeat(120);
+    renameSync(path.join(src, long), path.join(src, "renamed"));
+    const level2 = tarStream(path.join(work, "snar"));
+    const entries2 = index(level2);
+    const top = entries2.find((e) => e.path.toString() === ".")!;
+    expect(top.dumpdir!.map((d) => d.control + d.name.toString())).toEqual(
+      expect.arrayContaining([`R./${long}`, "T./renamed"]),
+    );
+    const { entries, unresolved } = mergeIndex(index1, entries2, 2);
+    expect(unresolved).toEqual([`renamed/${"f".repeat(200)}`]);
+    const names = entries.map((e) => entryPath(e).toString("latin1"));
+    expect(names).toContain("renamed");
+    expect(names.some((p) => p.startsWith(long))).toBe(false);
   });
 });
