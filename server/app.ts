@@ -4,6 +4,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, writeFile } from "node:fs/promises";
+import type { Socket } from "node:net";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
 import fastifySwagger from "@fastify/swagger";
@@ -76,6 +77,70 @@ export interface LifeboatServer {
   adminTokenFile: string;
 }
 
+const errorBody = (code: string, message: string, hint?: string) => ({
+  error: { code, message, ...(hint ? { hint } : {}) },
+});
+
+/** Fastify's own error codes, as LB_ codes that say what was wrong with the request. */
+function frameworkErrorCode(code: string | undefined): string {
+  switch (code) {
+    case "FST_ERR_CTP_INVALID_MEDIA_TYPE":
+      return "LB_SERVER_UNSUPPORTED_MEDIA_TYPE";
+    case "FST_ERR_CTP_BODY_TOO_LARGE":
+      return "LB_SERVER_BODY_TOO_LARGE";
+    case "FST_ERR_CTP_INVALID_JSON_BODY":
+    case "FST_ERR_CTP_EMPTY_JSON_BODY":
+      return "LB_SERVER_BAD_JSON";
+    case "FST_ERR_MAX_PARAM_LENGTH":
+    case "FST_ERR_BAD_URL":
+      return "LB_SERVER_BAD_URL";
+    default:
+      return "LB_SERVER_BAD_REQUEST";
+  }
+}
+
+const isBlobRoute = (request: FastifyRequest) =>
+  (request.routeOptions.config as { blob?: boolean } | undefined)?.blob === true;
+
+const wrongMediaType = (expected: string) =>
+  new HttpError(
+    415,
+    "LB_SERVER_UNSUPPORTED_MEDIA_TYPE",
+    `This route takes ${expected} only.`,
+    "Set the Content-Type header; see /openapi.json.",
+  );
+
+const tooLarge = (limit: number) =>
+  new HttpError(
+    413,
+    "LB_SERVER_BODY_TOO_LARGE",
+    `The body is larger than this route's limit of ${limit} bytes.`,
+    "Chunk blobs are at most 4 MiB + 4 KiB and manifests 256 MiB; check the client.",
+  );
+
+/** Malformed HTTP (not even a request fastify can route): a raw 400 with our error body. */
+function writeClientError(error: NodeJS.ErrnoException, socket: Socket) {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const [status, text] =
+    error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [408, "Request Timeout"]
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "Request Header Fields Too Large"]
+        : [400, "Bad Request"];
+  const body = JSON.stringify(
+    errorBody(
+      status === 400 ? "LB_SERVER_BAD_HTTP" : `LB_SERVER_HTTP_${status}`,
+      `Malformed HTTP request: ${text}.`,
+      "Send a well-formed HTTP/1.1 request; see /openapi.json.",
+    ),
+  );
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${text}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`,
+    );
+  socket.destroy(error);
+}
+
 function denial(status: 401 | 403, message: string, hint: string) {
   return new HttpError(
     status,
@@ -97,8 +162,27 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
   }
 
   const app = Fastify({
-    logger: options.logger ?? { level: "info", redact: ["req.headers.authorization"] },
+    // JSON lines to stderr; stdout stays free. Tokens never reach the log: the authorization
+    // header is redacted should a request ever be logged with its headers.
+    logger: options.logger ?? {
+      level: "info",
+      redact: ["req.headers.authorization"],
+      stream: process.stderr,
+    },
     bodyLimit: 64 * 1024 * 1024,
+    // Errors raised before a route is found (bad URL encoding, over-long ids, malformed
+    // HTTP) get the same error body as everything else.
+    frameworkErrors: (error, _request, reply) =>
+      (reply as FastifyReply)
+        .status(400)
+        .send(
+          errorBody(
+            frameworkErrorCode(error.code),
+            error.message.slice(0, 300),
+            "Path parameters are ids: 64 or 28 lowercase hex digits, or a host name.",
+          ),
+        ),
+    clientErrorHandler: writeClientError,
     // One line per request is noise at backup rates (hundreds of chunks a second); commits,
     // denials, damage and errors are logged where they happen.
     logController: new LogController({ disableRequestLogging: true }),
@@ -106,10 +190,22 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  // Blobs are streamed to disk by the handler, never buffered here.
-  app.addContentTypeParser("application/octet-stream", (_req, payload, done) =>
-    done(null, payload),
-  );
+  // JSON routes take application/json only (anything else is a 415), blob routes take
+  // application/octet-stream only. Blobs are streamed to disk by the handler, never
+  // buffered here; a declared length over the route's limit is refused before any is read.
+  app.removeContentTypeParser("text/plain");
+  app.addContentTypeParser("application/octet-stream", (request, payload, done) => {
+    if (!isBlobRoute(request)) return done(wrongMediaType("application/json"), undefined);
+    const declared = Number(request.headers["content-length"] ?? 0);
+    if (declared > request.routeOptions.bodyLimit)
+      return done(tooLarge(request.routeOptions.bodyLimit), undefined);
+    done(null, payload);
+  });
+  app.addHook("onRequest", async (request) => {
+    const type = request.headers["content-type"]?.split(";")[0]?.trim().toLowerCase();
+    if (isBlobRoute(request) && type !== "application/octet-stream")
+      throw wrongMediaType("application/octet-stream");
+  });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -123,7 +219,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
 
   app.setErrorHandler((error: unknown, request, reply) => {
     const send = (status: number, code: string, message: string, hint?: string) =>
-      reply.status(status).send({ error: { code, message, ...(hint ? { hint } : {}) } });
+      reply.status(status).send(errorBody(code, message, hint));
     if (hasZodFastifySchemaValidationErrors(error)) {
       return send(
         400,
@@ -140,14 +236,36 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     if (disk instanceof HttpError) error = disk;
     if (error instanceof HttpError) {
       if (error.status === 401 || error.status === 403)
-        request.log.warn({ route: request.url, reason: error.message }, "denied");
+        request.log.warn(
+          {
+            actor: actorName(request),
+            route: `${request.method} ${request.routeOptions.url ?? request.url.split("?")[0]}`,
+            reason: error.message,
+          },
+          "denied",
+        );
       return send(error.status, error.code, error.message, error.hint);
     }
     const e = error as { statusCode?: number; code?: string; message?: string };
     if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      const code = frameworkErrorCode(e.code);
+      if (code === "LB_SERVER_UNSUPPORTED_MEDIA_TYPE")
+        return send(
+          415,
+          code,
+          `Content-Type ${String(request.headers["content-type"]).slice(0, 100)} is not accepted here; this route takes application/json.`,
+          "Send the body as JSON with Content-Type: application/json.",
+        );
+      if (code === "LB_SERVER_BODY_TOO_LARGE")
+        return send(
+          413,
+          code,
+          `The request body is larger than this route's limit of ${request.routeOptions.bodyLimit} bytes.`,
+          "Send fewer ids per request; see /openapi.json.",
+        );
       return send(
         e.statusCode,
-        `LB_SERVER_${e.code ?? "BAD_REQUEST"}`,
+        code,
         e.message ?? "Bad request",
         "Check the request against /openapi.json.",
       );
@@ -157,33 +275,49 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     return send(500, "LB_SERVER_INTERNAL", "Internal server error; see the server log.");
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({
-      error: {
-        code: "LB_SERVER_NOT_FOUND",
-        message: `No route ${request.method} ${request.url.split("?")[0]}.`,
-        hint: "See /openapi.json for the API.",
-      },
-    }),
+    reply
+      .status(404)
+      .send(
+        errorBody(
+          "LB_SERVER_NOT_FOUND",
+          `No route ${request.method} ${request.url.split("?")[0]!.slice(0, 200)}.`,
+          "See /openapi.json for the API.",
+        ),
+      ),
   );
 
-  const actorOf = (request: FastifyRequest): Actor => {
+  /** The caller: undefined without a bearer token, null for a token nobody holds. */
+  const identify = (request: FastifyRequest): Actor | null | undefined => {
     const header = request.headers.authorization;
     const match = typeof header === "string" ? /^Bearer (\S+)$/.exec(header) : null;
-    if (!match)
+    if (!match) return undefined;
+    const hash = hashToken(match[1]!);
+    if (repo.catalog.isAdminToken(hash)) return { role: "admin" };
+    const host = repo.catalog.hostForToken(hash);
+    return host ? { role: "host", host } : null;
+  };
+  /** Who sent a request, for denial logs; never the token itself. */
+  const actorName = (request: FastifyRequest): string => {
+    const actor = identify(request);
+    if (actor === undefined) return "anonymous";
+    if (actor === null) return "unknown token";
+    return actor.role === "admin" ? "admin" : `host:${actor.host}`;
+  };
+  const actorOf = (request: FastifyRequest): Actor => {
+    const actor = identify(request);
+    if (actor === undefined)
       throw denial(
         401,
         "No bearer token in the Authorization header.",
         "Pass --token, LIFEBOAT_TOKEN, or token in /etc/lifeboat/agent.json.",
       );
-    const hash = hashToken(match[1]!);
-    if (repo.catalog.isAdminToken(hash)) return { role: "admin" };
-    const host = repo.catalog.hostForToken(hash);
-    if (host) return { role: "host", host };
-    throw denial(
-      401,
-      "The token is not valid on this server.",
-      "Use the token 'lifeboat host add' printed, or the admin token from DATA/admin.token.",
-    );
+    if (actor === null)
+      throw denial(
+        401,
+        "The token is not valid on this server.",
+        "Use the token 'lifeboat host add' printed, or the admin token from DATA/admin.token.",
+      );
+    return actor;
   };
   const requireAdmin = (request: FastifyRequest) => {
     const actor = actorOf(request);
@@ -389,6 +523,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     "/v1/chunks/:id",
     {
       bodyLimit: MAX_CHUNK_BLOB,
+      config: { blob: true },
       schema: {
         params: z.object({ id: Hex64 }),
         querystring: z.object({ snapshot: SnapshotId }),
@@ -421,6 +556,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     "/v1/snapshots/:id/manifest",
     {
       bodyLimit: MAX_MANIFEST_BLOB,
+      config: { blob: true },
       schema: {
         params: z.object({ id: SnapshotId }),
         headers: z.object({
@@ -460,6 +596,15 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
       },
     },
     async (request) => {
+      // A commit retried after its answer was lost: the snapshot is already visible.
+      const done = repo.catalog.snapshot(request.params.id);
+      const actor = actorOf(request);
+      if (
+        done?.state === "committed" &&
+        (actor.role === "admin" || actor.host === done.host) &&
+        done.committed_at
+      )
+        return { id: done.id, committedAt: done.committed_at };
       const row = pending(request, request.params.id);
       const committedAt = await repo.commit(
         row.id,
@@ -630,6 +775,13 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     async (request) => {
       requireAdmin(request);
       const { host, dryRun, ...policy } = request.body;
+      if (host !== undefined && !repo.catalog.hostExists(host))
+        throw new HttpError(
+          404,
+          "LB_SERVER_NO_SUCH_HOST",
+          `No host ${host}.`,
+          "List the hosts with 'lifeboat host list'.",
+        );
       let plans;
       try {
         plans = repo.plan(host ?? null, policy);

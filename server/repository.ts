@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { Catalog, type SnapshotRow } from "./catalog.ts";
-import { applyRetention, type RetentionPolicy } from "./retention.ts";
+import { applyRetention, checkRetentionPolicy, type RetentionPolicy } from "./retention.ts";
 import { BlobStore, HttpError } from "./store.ts";
 
 export const MAX_CHUNK_BLOB = 4 * 1024 * 1024 + 4096;
@@ -236,6 +236,7 @@ export class Repository {
   }
 
   plan(host: string | null, policy: RetentionPolicy) {
+    checkRetentionPolicy(policy);
     const rows = this.catalog.listSnapshots(host);
     const hosts = [...new Set(rows.map((r) => r.host))].sort();
     return hosts.map((h) => ({
@@ -310,6 +311,8 @@ export class Repository {
       }
     }
     const total = refs.size;
+    let totalBytes = 0;
+    for (const id of refs.keys()) totalBytes += rows.get(id)?.size ?? 0;
     let done = 0;
     let bytes = 0;
     let lastReport = 0;
@@ -325,7 +328,7 @@ export class Repository {
       done++;
       if (performance.now() - lastReport > 500) {
         lastReport = performance.now();
-        yield { type: "progress", done, total, bytes };
+        yield { type: "progress", done, total, bytes, totalBytes };
       }
     }
     let orphanFiles = 0;
@@ -335,7 +338,7 @@ export class Repository {
       for (const name of files) if (!rows.has(name)) orphanFiles++;
       for (const id of rows.keys()) if (!files.has(id)) orphanRows++;
     }
-    yield { type: "progress", done, total, bytes };
+    yield { type: "progress", done, total, bytes, totalBytes };
     const broken = new Set(
       [...missing, ...corrupt].flatMap((c) => c.snapshots).concat(manifestsMissing),
     );

@@ -34,18 +34,23 @@ const BUCKETS: [keyof RetentionPolicy, (d: Date) => string][] = [
   ["keepMonthly", (d) => d.toISOString().slice(0, 7)],
 ];
 
-export function applyRetention(
-  snapshots: Dated[],
-  policy: RetentionPolicy,
-): { keep: string[]; forget: string[] } {
-  const rules = Object.entries(policy).filter(([, n]) => n !== undefined);
-  if (rules.length === 0 || rules.every(([, n]) => n === 0)) {
+/** A policy with no rule above zero would forget everything: refused, even with nothing to forget. */
+export function checkRetentionPolicy(policy: RetentionPolicy): void {
+  const rules = Object.values(policy).filter((n) => n !== undefined);
+  if (rules.length === 0 || rules.every((n) => n === 0)) {
     throw usageError(
       "LB_PRUNE_NO_POLICY",
       "prune needs at least one --keep-* rule above zero; without one it would forget every snapshot.",
       "For example: lifeboat prune --keep-last 7 --keep-daily 14 --keep-monthly 12",
     );
   }
+}
+
+export function applyRetention(
+  snapshots: Dated[],
+  policy: RetentionPolicy,
+): { keep: string[]; forget: string[] } {
+  checkRetentionPolicy(policy);
   const newest = [...snapshots].sort(
     (a, b) => b.time.getTime() - a.time.getTime() || (a.id < b.id ? 1 : -1),
   );

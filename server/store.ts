@@ -91,18 +91,22 @@ export class BlobStore {
     const gather = limit <= 8 * 1024 * 1024;
     const parts: Buffer[] = [];
     const out = gather ? null : createWriteStream(temp, { flags: "wx", mode: 0o600, flush: true });
+    let refused = false;
     try {
       await new Promise<void>((resolve, reject) => {
         body.on("data", (data: Buffer) => {
+          if (refused) return;
           size += data.length;
           if (size > limit) {
-            body.destroy();
+            // Keep reading (and dropping) the rest, so the 413 reaches the client instead of
+            // a reset connection.
+            refused = true;
             reject(
               new HttpError(
                 413,
-                "LB_SERVER_BLOB_TOO_LARGE",
+                "LB_SERVER_BODY_TOO_LARGE",
                 `The blob is larger than ${limit} bytes.`,
-                "Chunks are at most 4 MiB; check the client.",
+                "Chunk blobs are at most 4 MiB + 4 KiB and manifests 256 MiB; check the client.",
               ),
             );
             return;
