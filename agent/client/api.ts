@@ -2,6 +2,7 @@
 // are checked with zod; server errors become LifeboatErrors carrying the server's code,
 // message and hint. Idempotent calls are retried a few times on connection trouble.
 
+import { createHash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import { z } from "zod";
@@ -48,6 +49,8 @@ const VerifyProgressSchema = z.object({
   done: z.number(),
   total: z.number(),
   bytes: z.number(),
+  /** Size of every blob verify looks at (what --read-data will have hashed at the end). */
+  totalBytes: z.number().optional(),
 });
 export type VerifyEvent = VerifyResult | z.infer<typeof VerifyProgressSchema>;
 
@@ -358,14 +361,23 @@ export class ApiClient {
         error,
       );
     }
-    // The body is complete: the server re-hashed the stored blob before or while sending it
-    // and refuses or cuts short a damaged one. Content is checked again against its id
-    // when the blob is decoded, so a second SHA-256 here would only cost time.
-    if (!response.headers["x-blob-sha256"]) {
+    // The server re-hashes a stored blob before (or while) sending it; this checks what
+    // arrived, so damage on the way is named as such rather than as a decoding failure.
+    // About 0.6 ms per MiB, beside the decoding's own check of the content against its id.
+    const expected = response.headers["x-blob-sha256"];
+    if (typeof expected !== "string") {
       throw environmentError(
         "LB_REPO_CORRUPT_CHUNK",
         `${what} arrived without its hash header; this is not a Lifeboat server.`,
         "Check the server URL.",
+      );
+    }
+    const actual = createHash("sha256").update(response.body).digest("hex");
+    if (actual !== expected) {
+      throw environmentError(
+        "LB_REPO_CORRUPT_CHUNK",
+        `${what} arrived damaged: its SHA-256 is ${actual}, the server sent ${expected}.`,
+        "Retry; if it persists, run 'lifeboat verify --read-data' with the admin token.",
       );
     }
     return response.body;
