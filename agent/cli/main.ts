@@ -13,9 +13,21 @@ import {
 } from "./command.ts";
 import { backupCommands } from "./commands/backup.ts";
 import { layoutCommands } from "./commands/layout.ts";
+import { hostCommands } from "./commands/host.ts";
+import { pruneCommands } from "./commands/prune.ts";
 import { serverCommands } from "./commands/server.ts";
+import { snapshotCommands } from "./commands/snapshots.ts";
+import { verifyCommands } from "./commands/verify.ts";
 
-export const COMMANDS: Command[] = [...layoutCommands, ...serverCommands, ...backupCommands];
+export const COMMANDS: Command[] = [
+  ...layoutCommands,
+  ...serverCommands,
+  ...hostCommands,
+  ...snapshotCommands,
+  ...verifyCommands,
+  ...pruneCommands,
+  ...backupCommands,
+];
 
 export interface CliIo {
   stdout: CommandContext["stdout"];
