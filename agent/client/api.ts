@@ -244,7 +244,25 @@ export class ApiClient {
   ): Promise<T> {
     const response = await this.#send(method, path, { json, idempotent });
     const raw = await this.#readAll(response);
-    return schema.parse(JSON.parse(raw.body.toString("utf8")));
+    return this.#parse(schema, raw.body.toString("utf8"), `${method} ${path}`);
+  }
+
+  /** A response body checked against its schema; anything else is not our server talking. */
+  #parse<T>(schema: z.ZodType<T>, text: string, what: string): T {
+    let problem: string;
+    try {
+      const result = schema.safeParse(JSON.parse(text));
+      if (result.success) return result.data;
+      const issue = result.error.issues[0]!;
+      problem = `${issue.path.join(".") || "(top level)"}: ${issue.message}`;
+    } catch (error) {
+      problem = (error as Error).message;
+    }
+    throw environmentError(
+      "LB_SERVER_BAD_RESPONSE",
+      `${what} at ${this.url}: the answer is not what this client expects (${problem}).`,
+      "Check that the server URL names a Lifeboat server of the same version.",
+    );
   }
 
   async #putBlob(method: string, path: string, parts: Buffer[], headers: Record<string, string>) {
@@ -413,15 +431,29 @@ export class ApiClient {
     const decoder = new TextDecoder();
     let buffered = "";
     const parse = (line: string): VerifyEvent =>
-      z.union([VerifyProgressSchema, VerifyResultSchema]).parse(JSON.parse(line));
-    for await (const part of response as AsyncIterable<Buffer>) {
-      buffered += decoder.decode(part, { stream: true });
+      this.#parse(z.union([VerifyProgressSchema, VerifyResultSchema]), line, "POST /v1/verify");
+    const lines: string[] = [];
+    const parts = (response as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<Buffer>;
+      try {
+        next = await parts.next();
+      } catch (error) {
+        throw environmentError(
+          "LB_SERVER_UNREACHABLE",
+          `The connection to ${this.url} broke during verify: ${(error as Error).message}.`,
+          "Check that the server still runs, then run verify again.",
+          error,
+        );
+      }
+      if (next.done) break;
+      buffered += decoder.decode(next.value, { stream: true });
       let newline: number;
       while ((newline = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, newline);
+        lines.push(buffered.slice(0, newline));
         buffered = buffered.slice(newline + 1);
-        if (line.trim()) yield parse(line);
       }
+      for (const line of lines.splice(0)) if (line.trim()) yield parse(line);
     }
     if (buffered.trim()) yield parse(buffered);
   }

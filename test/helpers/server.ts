@@ -6,6 +6,7 @@ import { connect, createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createServer, type ServerOptions } from "../../server/app.ts";
+import type { Repository } from "../../server/repository.ts";
 import { ApiClient } from "../../agent/client/api.ts";
 
 export interface TestServer {
@@ -15,7 +16,10 @@ export interface TestServer {
   admin: ApiClient;
   /** Add a host and return a client with its token. */
   host(name: string): Promise<{ token: string; client: ApiClient }>;
+  /** A graceful stop (requests in flight finish). */
   close(): Promise<void>;
+  /** An abrupt stop: connections are cut at once. */
+  kill(): Promise<void>;
 }
 
 const ROOT = path.resolve(import.meta.dirname, "..", "..");
@@ -24,6 +28,7 @@ async function withHosts(
   url: string,
   dataDir: string,
   close: () => Promise<void>,
+  kill: () => Promise<void>,
 ): Promise<TestServer> {
   const adminToken = readFileSync(path.join(dataDir, "admin.token"), "utf8").trim();
   const admin = new ApiClient(url, adminToken);
@@ -37,15 +42,17 @@ async function withHosts(
       return { token, client: new ApiClient(url, token) };
     },
     close,
+    kill,
   };
 }
 
+/** An in-process server; `repo` reaches into its catalog and store, `logs` is its log. */
 export async function startServer(
   options: Partial<ServerOptions> & { dataDir?: string } = {},
-): Promise<TestServer & { logs: string[] }> {
+): Promise<TestServer & { logs: string[]; repo: Repository }> {
   const dataDir = options.dataDir ?? mkdtempSync(path.join(tmpdir(), "lifeboat-server-"));
   const logs: string[] = [];
-  const { app } = await createServer({
+  const { app, repo } = await createServer({
     ...options,
     dataDir,
     logger: {
@@ -57,11 +64,21 @@ export async function startServer(
   await app.listen({ host: "127.0.0.1", port: 0 });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : 0;
-  const server = await withHosts(`http://127.0.0.1:${port}`, dataDir, async () => {
-    await app.close();
-    if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
-  return { ...server, logs };
+  let closed: Promise<void> | null = null;
+  const stop = (abrupt: boolean) => {
+    if (abrupt) app.server.closeAllConnections();
+    closed ??= app.close().then(() => {
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    });
+    return closed;
+  };
+  const server = await withHosts(
+    `http://127.0.0.1:${port}`,
+    dataDir,
+    () => stop(false),
+    () => stop(true),
+  );
+  return { ...server, logs, repo };
 }
 
 export async function freePort(): Promise<number> {
@@ -79,6 +96,8 @@ export async function freePort(): Promise<number> {
 export interface ChildServer extends TestServer {
   child: ChildProcess;
   kill(signal?: NodeJS.Signals): Promise<void>;
+  /** What the server wrote to stderr so far (its JSON log). */
+  stderr(): string;
 }
 
 function portOpen(port: number): Promise<boolean> {
@@ -122,6 +141,11 @@ export async function startChildServer(
     if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     await exited;
   };
-  const server = await withHosts(url, dataDir, () => kill("SIGTERM"));
-  return { ...server, child, kill };
+  const server = await withHosts(
+    url,
+    dataDir,
+    () => kill("SIGTERM"),
+    () => kill("SIGKILL"),
+  );
+  return { ...server, child, kill, stderr: () => stderr };
 }
