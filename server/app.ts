@@ -3,7 +3,7 @@
 // the admin token, or a host token that can only add to and read its own host's backups.
 
 import { createHash, randomBytes } from "node:crypto";
-import { chmod, writeFile } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
@@ -23,7 +23,7 @@ import {
   type ZodTypeProvider,
 } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { LifeboatError } from "../common/errors.ts";
+import { LifeboatError, environmentError } from "../common/errors.ts";
 import { LIFEBOAT_VERSION } from "../common/version.ts";
 import {
   Repository,
@@ -151,7 +151,18 @@ function denial(status: 401 | 403, message: string, hint: string) {
 }
 
 export async function createServer(options: ServerOptions): Promise<LifeboatServer> {
-  const repo = new Repository(options.dataDir, options);
+  let repo: Repository;
+  try {
+    await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+    repo = new Repository(options.dataDir, options);
+  } catch (error) {
+    throw environmentError(
+      "LB_SERVER_DATA_DIR",
+      `Can't open the data directory ${options.dataDir}: ${(error as Error).message}.`,
+      "Give a directory the server may create and write (--data DIR), on a local filesystem.",
+      error,
+    );
+  }
   await repo.open();
   const adminTokenFile = path.join(options.dataDir, "admin.token");
   if (!repo.catalog.hasAdmin()) {
