@@ -299,4 +299,108 @@ describe("malformed requests", () => {
     );
     expect((await fetch(`${server.url}/v1/health`)).status).toBe(200);
   }, 60_000);
+
+  it("answers random methods, paths and ids with 4xx and an error body", async () => {
+    const segment = fc.oneof(
+      fc.constantFrom("v1", "snapshots", "chunks", "hosts", "missing", "commit", "manifest"),
+      fc.constantFrom("..", "%00", "%zz", "%2F", "%F0%9F%9A%A2", "a".repeat(300), "A".repeat(64)),
+      fc.stringMatching(/^[0-9a-f]{1,70}$/),
+      fc.string({ maxLength: 12 }).map(encodeURIComponent),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"),
+        fc.array(segment, { minLength: 1, maxLength: 5 }),
+        fc.option(fc.string({ maxLength: 40 }).map(encodeURIComponent)),
+        fc.constantFrom(tokenA, server.adminToken, ""),
+        async (method, segments, query, token) => {
+          const url = `${server.url}/${segments.join("/")}${query ? `?snapshot=${query}` : ""}`;
+          const headers: Record<string, string> = { "content-type": "application/json" };
+          if (token) headers.authorization = `Bearer ${token}`;
+          const response = await fetch(url, {
+            method,
+            headers,
+            body: method === "GET" || method === "DELETE" ? undefined : "{}",
+          });
+          const text = await response.text();
+          expect(response.status, `${method} ${url} -> ${text.slice(0, 200)}`).toBeLessThan(500);
+          if (response.status >= 400) expect(JSON.parse(text)).toHaveProperty("error.code");
+        },
+      ),
+      { numRuns: 300 },
+    );
+    expect((await fetch(`${server.url}/v1/health`)).status).toBe(200);
+  }, 60_000);
+
+  it("answers a wrong content type with 415, an oversized blob with 413", async () => {
+    const { id } = await a.createSnapshot({ keyId: null, parent: null });
+    const put = (type: string, body: Buffer) =>
+      fetch(`${server.url}/v1/chunks/${sha(body)}?snapshot=${id}`, {
+        method: "PUT",
+        headers: {
+          authorization: `Bearer ${tokenA}`,
+          "content-type": type,
+          "x-blob-sha256": sha(body),
+        },
+        body,
+      });
+    const small = Buffer.from("{}");
+    for (const type of ["application/json", "text/plain"]) {
+      const response = await put(type, small);
+      expect(response.status).toBe(415);
+      expect(await response.json()).toMatchObject({
+        error: { code: "LB_SERVER_UNSUPPORTED_MEDIA_TYPE" },
+      });
+    }
+    const json = await fetch(`${server.url}/v1/snapshots/${id}/missing`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tokenA}`, "content-type": "application/octet-stream" },
+      body: "{}",
+    });
+    expect(json.status).toBe(415);
+    const big = await put("application/octet-stream", randomBytes(4 * 1024 * 1024 + 4097));
+    expect(big.status).toBe(413);
+    expect(await big.json()).toMatchObject({ error: { code: "LB_SERVER_BODY_TOO_LARGE" } });
+    // Nothing of it was kept.
+    expect(readdirSync(path.join(server.dataDir, "tmp"))).toEqual([]);
+  });
+
+  it("refuses a prune without a keep rule, even with nothing to forget", async () => {
+    await expect(server.admin.prune({ host: "host-a" })).rejects.toMatchObject({
+      code: "LB_PRUNE_NO_POLICY",
+    });
+    await expect(server.admin.prune({ keepDaily: 0 })).rejects.toMatchObject({
+      code: "LB_PRUNE_NO_POLICY",
+    });
+    await expect(server.admin.prune({ host: "nobody", keepLast: 1 })).rejects.toMatchObject({
+      code: "LB_SERVER_NO_SUCH_HOST",
+    });
+  });
+});
+
+describe("retried calls", () => {
+  it("answers a commit sent again after it succeeded, and only to its own host", async () => {
+    const x = blob();
+    const id = await backupOf(a, [x]);
+    const again = await a.commit(id, {
+      chunks: [x.id],
+      stats: { bytes: 1, newBytes: 1, files: 1, seconds: 0 },
+    });
+    expect(again.id).toBe(id);
+    expect((await a.getSnapshot(id)).committedAt).toBe(again.committedAt);
+    await expect(
+      b.commit(id, { chunks: [], stats: { bytes: 0, newBytes: 0, files: 0, seconds: 0 } }),
+    ).rejects.toMatchObject({ code: "LB_SERVER_NO_SUCH_SNAPSHOT" });
+  });
+
+  it("logs each denial with the actor and the route", async () => {
+    await a.prune({ keepLast: 1 }).catch(() => {});
+    const denied = server.logs
+      .map((line) => JSON.parse(line) as { msg: string; actor?: string; route?: string })
+      .filter((entry) => entry.msg === "denied");
+    expect(denied).toContainEqual(
+      expect.objectContaining({ actor: "host:host-a", route: "POST /v1/prune" }),
+    );
+    expect(denied).toContainEqual(expect.objectContaining({ actor: "unknown token" }));
+  });
 });
