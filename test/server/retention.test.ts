@@ -52,6 +52,56 @@ describe("retention policy", () => {
     expect(applyRetention(hours, { keepHourly: 1 }).keep).toEqual(["2026-01-01T11:00:00Z"]);
   });
 
+  it("keep-weekly uses ISO weeks, across a year boundary", () => {
+    // 2025-12-29 (Mon) .. 2026-01-04 (Sun) is ISO week 2026-W01; 2025-12-28 is 2025-W52.
+    const list = [
+      at("2025-12-28T12:00:00Z"),
+      at("2025-12-29T12:00:00Z"),
+      at("2026-01-02T12:00:00Z"),
+      at("2026-01-04T23:00:00Z"),
+      at("2026-01-05T01:00:00Z"),
+    ];
+    expect(applyRetention(list, { keepWeekly: 3 }).keep).toEqual([
+      "2026-01-05T01:00:00Z",
+      "2026-01-04T23:00:00Z",
+      "2025-12-28T12:00:00Z",
+    ]);
+  });
+
+  it("counts buckets that have a snapshot, not calendar periods", () => {
+    // Gaps of months: keep-monthly 2 reaches back to the two newest months with backups.
+    const list = [
+      at("2025-06-10T00:00:00Z"),
+      at("2025-09-01T00:00:00Z"),
+      at("2026-02-01T00:00:00Z"),
+    ];
+    expect(applyRetention(list, { keepMonthly: 2 }).keep).toEqual([
+      "2026-02-01T00:00:00Z",
+      "2025-09-01T00:00:00Z",
+    ]);
+  });
+
+  it("keeps everything when there are fewer snapshots than the rules ask for", () => {
+    expect(applyRetention(series.slice(0, 3), { keepLast: 10 }).forget).toEqual([]);
+    expect(applyRetention([], { keepDaily: 7 })).toEqual({ keep: [], forget: [] });
+  });
+
+  it("does not depend on the input order, and breaks equal times by id", () => {
+    const shuffled = [...series].reverse();
+    expect(applyRetention(shuffled, { keepLast: 2, keepMonthly: 1 })).toEqual(
+      applyRetention(series, { keepLast: 2, keepMonthly: 1 }),
+    );
+    const tie = [at("2026-01-01T00:00:00Z", "a"), at("2026-01-01T00:00:00Z", "b")];
+    expect(applyRetention(tie, { keepLast: 1 })).toEqual({ keep: ["b"], forget: ["a"] });
+  });
+
+  it("combines hourly with monthly, and every id is either kept or forgotten", () => {
+    const { keep, forget } = applyRetention(series, { keepHourly: 1, keepMonthly: 2 });
+    // The newest snapshot is both the newest hour and the newest month.
+    expect(keep).toEqual(["2026-03-10T18:00:00Z"]);
+    expect([...keep, ...forget].sort()).toEqual(series.map((s) => s.id).sort());
+  });
+
   it("refuses a policy that would forget everything", () => {
     expect(() => applyRetention(series, {})).toThrow(/at least one --keep/);
     expect(() => applyRetention(series, { keepLast: 0 })).toThrow(/at least one --keep/);
