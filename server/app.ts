@@ -502,11 +502,18 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
         request,
         request.body.host ?? (actor.role === "host" ? actor.host : undefined),
       );
-      if (!host || !repo.catalog.hostExists(host))
+      if (!host)
+        throw new HttpError(
+          400,
+          "LB_SERVER_BAD_REQUEST",
+          "The admin token must name the host the snapshot is for.",
+          'Send {"host": NAME, ...}, or use that host\'s own token.',
+        );
+      if (!repo.catalog.hostExists(host))
         throw new HttpError(
           404,
           "LB_SERVER_NO_SUCH_HOST",
-          `No host ${host ?? "(none given)"}.`,
+          `No host ${host}.`,
           "Add it with 'lifeboat host add NAME'.",
         );
       return reply
