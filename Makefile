@@ -15,7 +15,7 @@ test: setup lint
 
 ## test-faults: only the fault-injection tests (killed agent, killed server, disk full); make test runs them too
 test-faults: setup
-	$(NODE) $(BIN)/vitest run test/faults
+	$(NODE) $(BIN)/vitest run test/faults test/server/crash.test.ts test/server/diskfull.test.ts
 
 ## lint: type-check (strict) and check formatting
 lint: setup
