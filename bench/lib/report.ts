@@ -166,7 +166,7 @@ export function renderTable(results: BenchResults): string {
   const header = [
     pad("", 32, true),
     ...present.map((tool) => pad(tool, 11)),
-    ...others.map((tool) => pad(`${tool}/restic`, 16)),
+    ...others.map((tool) => pad(`${tool}/restic`, 17)),
     "  target (lifeboat/restic)",
   ].join("");
   const { files, bytes, changedFiles } = results.dataset;
@@ -187,7 +187,7 @@ export function renderTable(results: BenchResults): string {
     });
     const ratios = others.map((tool) => {
       const c = results.comparisons.find((x) => x.metric === metric.key && x.tool === tool);
-      return pad(c?.ratio == null ? "—" : `${c.ratio.toFixed(2)}×`, 16);
+      return pad(c?.ratio == null ? "—" : `${c.ratio.toFixed(2)}×`, 17);
     });
     const lifeboat = results.comparisons.find(
       (x) => x.metric === metric.key && x.tool === "lifeboat",
