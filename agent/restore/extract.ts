@@ -1,30 +1,66 @@
 // GNU tar, as restore runs it: everything backup kept comes back (owners by number, modes
 // with setuid bits, xattrs including security.capability, ACLs, SELinux labels, sparse
-// files, hard links, devices, FIFOs, nanosecond mtimes).
+// files, hard links, devices, FIFOs, nanosecond mtimes), and for the streams of an
+// incremental chain, what disappeared between levels is deleted.
 //
-// A hostile or damaged archive must never write outside the target. GNU tar already strips
-// leading "/" from names, refuses names and hard-link targets containing "..", and, for a
-// symlink that is absolute or contains "..", writes a placeholder file and creates the real
-// link only at the very end, so nothing is ever extracted *through* such a link. We never
-// pass the options that turn those guards off (--absolute-names, --keep-directory-symlink,
-// --dereference). A member tar refuses makes the whole restore fail, naming the member,
-// after the rest has been extracted.
+// A hostile or damaged archive must never write outside the target. What GNU tar 1.34 does
+// by itself (checked, see test/restore/hostile.test.ts):
+// - strips a leading "/" from member names and hard-link targets (extracts inside);
+// - refuses a member whose name contains ".." ("Member name contains '..'") and strips
+//   leading "../" from hard-link targets;
+// - a symlink that is absolute or contains ".." is first written as a placeholder file and
+//   created only at the very end, so later members of the same archive can't go through it.
+// What it does NOT do: a symlink that already exists in the target is followed. A chain is
+// extracted level by level into one directory, so level 0's legitimate /etc/alternatives/x ->
+// /usr/bin/x or var/run -> /run exist for real when level 1 is read, and a crafted level 1
+// could write, delete (GNU.dumpdir purges) or move (dumpdir renames) through them, outside
+// the target. Checked: all three happen with plain tar.
+//
+// So tar runs in a private mount namespace in which the target is bind-mounted onto itself
+// with "nosymfollow": the kernel then refuses to follow any symlink below the target while
+// tar resolves paths, whoever created it. Symlinks are still created, read and restored
+// exactly (they are never followed during extraction, which GNU tar's own streams never
+// need: tar --create does not descend into symlinks). The bind is not recursive, so a stream
+// also can't reach into another filesystem mounted below its target. The options that turn
+// tar's own guards off (--absolute-names, --keep-directory-symlink, --dereference) are never
+// passed.
+//
+// A member tar refuses does not stop the rest: the whole archive is extracted, and then the
+// restore fails with LB_RESTORE_REFUSED_MEMBERS naming every refused member.
 
 import { spawn } from "node:child_process";
-import { stat } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { environmentError, inputError } from "../../common/errors.ts";
+import { findTool, missingToolError } from "../../common/exec.ts";
+import { keepTail, tarMessages } from "../backup/tar.ts";
 
 export interface ExtractOptions {
+  /** An existing directory; nothing outside it is ever written. */
   target: string;
   input: Readable | Iterable<Buffer> | AsyncIterable<Buffer>;
   /** A stream of an incremental chain: delete what the stream says is gone. */
   incremental: boolean;
+  /**
+   * Extract only these members (and, for directories, what is below them). Paths relative
+   * to the archive root ("etc/hosts", "./etc/hosts" and "/etc/hosts" are the same member).
+   */
+  members?: string[];
   signal?: AbortSignal;
 }
 
-export function tarExtractArgs(options: { target: string; incremental: boolean }): string[] {
+export interface ExtractResult {
+  /** tar's warnings (e.g. "Removing leading `/' from member names"). */
+  warnings: string[];
+}
+
+export function tarExtractArgs(options: {
+  target: string;
+  incremental: boolean;
+  members?: string[];
+}): string[] {
+  const members = options.members ?? [];
   return [
     "--extract",
     "--file=-",
@@ -33,14 +69,42 @@ export function tarExtractArgs(options: { target: string; incremental: boolean }
     "--same-owner",
     "--preserve-permissions",
     "--xattrs",
+    // tar extracts only user.* xattrs unless told otherwise.
     "--xattrs-include=*",
     "--acls",
     "--selinux",
+    // Deletes what a level's GNU.dumpdir records say is gone, and applies dumpdir renames.
     ...(options.incremental ? ["--listed-incremental=/dev/null"] : []),
+    ...(members.length > 0 ? ["--", ...members.map(memberName)] : []),
   ];
 }
 
-export async function extractTar(options: ExtractOptions): Promise<void> {
+/** Backup streams name members "./etc/hosts" (tar -C DIR .), and tar matches names exactly. */
+function memberName(member: string): string {
+  const relative = member.replace(/^(\.?\/)+/, "").replace(/\/+$/, "");
+  return relative === "" || relative === "." ? "." : `./${relative}`;
+}
+
+/** Runs `tar` with `args` confined to `target` (see the top of this file). */
+function confinedTar(target: string, args: string[]) {
+  const script = [
+    "set -e",
+    'mount --bind "$1" "$1"',
+    'mount -o remount,bind,nosymfollow "$1"',
+    "shift",
+    'exec tar "$@"',
+  ].join("\n");
+  // $0 names the script in sh's messages; $1 is the target; the rest goes to tar. unshare
+  // and sh exec in place, so the child's pid is tar's by the time data flows.
+  const argv = ["--mount", "--propagation", "private", "/bin/sh", "-c", script];
+  return spawn("unshare", [...argv, "lifeboat-extract", target, ...args], {
+    stdio: ["pipe", "ignore", "pipe"],
+    env: { ...process.env, LC_ALL: "C" },
+  });
+}
+
+export async function extractTar(options: ExtractOptions): Promise<ExtractResult> {
+  options.signal?.throwIfAborted();
   const info = await stat(options.target).catch(() => null);
   if (!info?.isDirectory()) {
     throw inputError(
@@ -49,53 +113,80 @@ export async function extractTar(options: ExtractOptions): Promise<void> {
       `Create it first (mkdir -p ${options.target}).`,
     );
   }
-  const child = spawn("tar", tarExtractArgs(options), {
-    stdio: ["pipe", "ignore", "pipe"],
-    env: { ...process.env, LC_ALL: "C" },
-  });
-  let stderr = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (text: string) => (stderr = (stderr + text).slice(-256 * 1024)));
+  if (process.getuid?.() !== 0) {
+    throw environmentError(
+      "LB_RESTORE_NOT_ROOT",
+      "Extracting a backup needs root: it restores owners, devices and capabilities, and it confines tar with a private mount.",
+      "Run the restore as root.",
+    );
+  }
+  for (const tool of ["tar", "unshare", "mount"]) {
+    if (!findTool(tool)) throw missingToolError(tool, "restore extracts with it");
+  }
+  const target = await realpath(options.target);
+  const child = confinedTar(target, tarExtractArgs({ ...options, target }));
+  const stderr = keepTail(child.stderr, 256 * 1024);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
     (resolve, reject) => {
       child.on("error", reject);
       child.on("close", (code, signal) => resolve({ code, signal }));
     },
   );
+  exited.catch(() => {});
   const source = options.input instanceof Readable ? options.input : Readable.from(options.input);
   try {
     await pipeline(source, child.stdin, { signal: options.signal });
   } catch (error) {
-    // The input failed (a damaged chunk, an abort): stop tar before it sees anything more.
-    child.kill("SIGKILL");
-    await exited.catch(() => {});
-    if ((error as NodeJS.ErrnoException).code === "EPIPE") {
-      // tar stopped reading; its own exit status explains why, below.
-    } else {
-      throw error;
+    if ((error as NodeJS.ErrnoException).code !== "EPIPE") {
+      // The input failed (a damaged chunk, an abort): stop tar before it sees anything more.
+      child.kill("SIGKILL");
+      await exited.catch(() => {});
+      throw options.signal?.aborted ? options.signal.reason : error;
     }
+    // tar stopped reading (the end-of-archive blocks, or it failed); its exit status says.
   }
   const { code, signal } = await exited;
-  if (code === 0) return;
-  const lines = stderr
+  return judge(target, code, signal, stderr());
+}
+
+/** Messages about one member that mean tar refused or could not place it. */
+const REFUSED =
+  /: (Member name contains '\.\.'|.*Too many levels of symbolic links|.*Not a directory|Cannot hard link to .*|Not found in archive|Cannot rename .*)$/;
+/** Messages that only say what tar did on its own to keep a name inside the target. */
+const NOTICE = /^Removing leading `.*' from (member names|hard link targets)$/;
+
+function judge(
+  target: string,
+  code: number | null,
+  signal: NodeJS.Signals | null,
+  stderr: string,
+): ExtractResult {
+  // tar prefixes all its messages; anything else comes from unshare, sh or mount.
+  const setup = stderr
     .split("\n")
-    .filter((line) => line.trim() !== "" && !/Removing leading/.test(line))
-    .map((line) => line.replace(/^tar: /, ""));
-  const refused = lines.filter((line) =>
-    /Member name contains|Cannot (open|create|hard link|mknod|change)|Not a directory|Cannot create symlink|skipping/i.test(
-      line,
-    ),
-  );
-  if (refused.length > 0 && code === 2) {
+    .filter((line) => line.trim() !== "" && !line.startsWith("tar: "));
+  if (setup.length > 0) {
+    throw environmentError(
+      "LB_RESTORE_CONFINE",
+      `Could not confine GNU tar to ${target} with a private nosymfollow mount: ${setup.join(" | ")}.`,
+      "Restore needs root and a kernel with the nosymfollow mount option (Linux 5.10 or newer).",
+    );
+  }
+  const messages = tarMessages(stderr);
+  if (code === 0) return { warnings: messages };
+  const refused = messages.filter((m) => REFUSED.test(m));
+  const other = messages.filter((m) => !REFUSED.test(m) && !NOTICE.test(m));
+  if (code === 2 && refused.length > 0 && other.length === 0) {
+    const shown = refused.slice(0, 50);
     throw inputError(
       "LB_RESTORE_REFUSED_MEMBERS",
-      `GNU tar refused ${refused.length} member(s) of the archive into ${options.target}; the rest was extracted:\n  ${refused.slice(0, 20).join("\n  ")}`,
-      "Nothing was written outside the target. If the archive is yours, check the listed names; a hostile archive is stopped exactly like this.",
+      `GNU tar refused ${refused.length} member(s) of the archive; the rest was extracted into ${target}:\n  ${shown.join("\n  ")}${refused.length > shown.length ? `\n  … and ${refused.length - shown.length} more` : ""}`,
+      "Nothing was written outside the target. These members name paths outside it or go through a symlink, which archives written by 'lifeboat backup' never do: check where the archive came from.",
     );
   }
   throw environmentError(
     "LB_RESTORE_TAR",
-    `GNU tar failed extracting into ${options.target} (${signal ? `signal ${signal}` : `exit ${code}`}): ${lines.slice(-5).join(" | ") || "no message"}.`,
-    "Check free space and permissions on the target; run as root to restore owners and devices.",
+    `GNU tar failed extracting into ${target} (${signal ? `signal ${signal}` : `exit ${code}`}): ${messages.slice(-5).join(" | ") || "no message"}.`,
+    "Check free space and permissions on the target, and that the archive is complete.",
   );
 }

@@ -1,12 +1,15 @@
-// A hostile archive never writes outside the restore target, and the restore says which
-// members it refused.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+// A hostile archive never writes outside the restore target, and the restore names every
+// member it refused after extracting the rest. Archives are crafted member by member; the
+// whole temporary parent (target's siblings, a sentinel directory) is recorded before and
+// after. Needs root (extraction runs in a private mount namespace).
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import tarStream from "tar-stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { LifeboatError } from "../../common/errors.ts";
 import { extractTar } from "../../agent/restore/extract.ts";
+import { spawnTarCreate } from "../../agent/backup/tar.ts";
 import { compareTrees, recordTree } from "../helpers/treecheck.ts";
 
 type Member = Partial<tarStream.Header> & { name: string; body?: string };
@@ -29,92 +32,215 @@ async function archive(members: Member[]): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-const work = mkdtempSync(path.join(tmpdir(), "lifeboat-hostile-"));
-afterAll(() => rmSync(work, { recursive: true, force: true }));
+/** A directory of an incremental stream, with the GNU.dumpdir record tar would write. */
+const dir = (name: string, dumpdir: string): Member => ({
+  name,
+  type: "directory",
+  pax: { "GNU.dumpdir": dumpdir },
+});
+const file = (name: string, body = "pwned"): Member => ({ name, body });
+const symlink = (name: string, linkname: string): Member => ({ name, type: "symlink", linkname });
+const hardlink = (name: string, linkname: string): Member => ({ name, type: "link", linkname });
 
-const cases: [string, Member[]][] = [
-  ["a ../ name", [{ name: "../escape.txt", body: "pwned" }]],
-  ["a ../ in the middle", [{ name: "a/../../escape.txt", body: "pwned" }]],
-  ["an absolute name", [{ name: `${work}/sentinel/abs.txt`, body: "pwned" }]],
+const root = process.getuid?.() === 0;
+const work = mkdtempSync(path.join(tmpdir(), "lifeboat-hostile-"));
+/** Sources of real streams, outside `work` so that they don't count as changes there. */
+const sources = mkdtempSync(path.join(tmpdir(), "lifeboat-hostile-src-"));
+afterAll(() => {
+  rmSync(work, { recursive: true, force: true });
+  rmSync(sources, { recursive: true, force: true });
+});
+const sentinel = path.join(work, "sentinel");
+let serial = 0;
+
+/** A fresh target beside a fresh sentinel, and a recording of everything but the target. */
+function setup() {
+  rmSync(sentinel, { recursive: true, force: true });
+  mkdirSync(path.join(sentinel, "sub"), { recursive: true });
+  writeFileSync(path.join(sentinel, "keep.txt"), "original");
+  writeFileSync(path.join(sentinel, "sub", "k2"), "original");
+  const name = `target-${++serial}`;
+  const target = path.join(work, name);
+  mkdirSync(target);
+  const outside = () =>
+    recordTree(work).filter((e) => e.path !== name && !e.path.startsWith(`${name}/`));
+  return { target, before: outside(), outside };
+}
+
+async function extract(target: string, members: Member[], incremental = false) {
+  return extractTar({ target, input: [await archive(members)], incremental }).then(
+    (result) => ({ result, error: null }),
+    (error: unknown) => ({ result: null, error }),
+  );
+}
+
+function expectRefused(error: unknown, ...names: RegExp[]) {
+  expect(error).toBeInstanceOf(LifeboatError);
+  expect(error).toMatchObject({ code: "LB_RESTORE_REFUSED_MEMBERS" });
+  for (const name of names) expect((error as Error).message).toMatch(name);
+}
+
+const single: [string, Member[], RegExp][] = [
+  ["a ../ name", [file("../escape")], /\.\.\/escape: Member name contains '\.\.'/],
+  ["a ../ in the middle", [file("a/../../escape")], /a\/\.\.\/\.\.\/escape: Member name/],
   [
-    "a file written through an absolute symlink",
-    [
-      { name: "s", type: "symlink", linkname: `${work}/sentinel` },
-      { name: "s/through.txt", body: "pwned" },
-    ],
+    "a file through an absolute symlink",
+    [symlink("s", sentinel), file("s/x")],
+    /s\/x: Cannot open: Not a directory/,
   ],
   [
-    "a file written through a ../ symlink",
-    [
-      { name: "d", type: "symlink", linkname: "../sentinel" },
-      { name: "d/through.txt", body: "pwned" },
-    ],
+    "a file through a ../ symlink",
+    [symlink("d", "../.."), file("d/x")],
+    /d\/x: Cannot open: Not a directory/,
   ],
   [
     "a symlink chain that ends outside",
-    [
-      { name: "inner", type: "symlink", linkname: `${work}/sentinel` },
-      { name: "outer", type: "symlink", linkname: "inner" },
-      { name: "outer/chain.txt", body: "pwned" },
-    ],
+    [symlink("inner", sentinel), symlink("outer", "inner"), file("outer/keep.txt")],
+    /outer\/keep.txt: Cannot open/,
   ],
   [
     "a hard link to a file outside",
-    [{ name: "hl", type: "link", linkname: "../sentinel/keep.txt" }],
+    [hardlink("hl", `../../${path.basename(work)}/sentinel/keep.txt`)],
+    /hl: Cannot hard link to/,
+  ],
+  [
+    "a hard link through a symlink",
+    [symlink("s", sentinel), hardlink("hl", "s/keep.txt")],
+    /hl: Cannot hard link to/,
   ],
 ];
 
-describe("hostile archives", () => {
-  it.each(cases)("%s: nothing outside the target changes", async (name, members) => {
-    const sentinel = path.join(work, "sentinel");
-    rmSync(sentinel, { recursive: true, force: true });
-    mkdirSync(sentinel);
-    writeFileSync(path.join(sentinel, "keep.txt"), "original");
-    const target = path.join(work, `target-${name.replace(/\W+/g, "-")}`);
-    mkdirSync(target);
-    const before = recordTree(work).filter((e) => !e.path.startsWith(path.basename(target)));
-    let error: unknown = null;
-    try {
-      await extractTar({ target, input: [await archive(members)], incremental: false });
-    } catch (caught) {
-      error = caught;
-    }
-    const after = recordTree(work).filter((e) => !e.path.startsWith(path.basename(target)));
-    expect(compareTrees(before, after)).toEqual([]);
-    // Either tar refused the member (and we say so) or it landed inside the target.
-    if (error) {
-      expect(error).toBeInstanceOf(LifeboatError);
-      expect((error as LifeboatError).code).toBe("LB_RESTORE_REFUSED_MEMBERS");
-    }
+describe.runIf(root)("hostile archives", () => {
+  it.each(single)(
+    "%s: refused, nothing outside changes, the rest extracted",
+    async (_, members, refused) => {
+      const { target, before, outside } = setup();
+      const { error } = await extract(target, [...members, file("ok.txt", "fine")]);
+      expect(compareTrees(before, outside())).toEqual([]);
+      expectRefused(error, refused);
+      expect(recordTree(target).map((e) => e.path)).toContain("ok.txt");
+    },
+  );
+
+  it("an absolute name lands inside the target, with tar's warning", async () => {
+    const { target, before, outside } = setup();
+    const { result } = await extract(target, [file(`${sentinel}/abs.txt`)]);
+    expect(compareTrees(before, outside())).toEqual([]);
+    expect(result!.warnings).toEqual(["Removing leading `/' from member names"]);
+    const inside = path.relative("/", `${sentinel}/abs.txt`).split(path.sep).join("/");
+    expect(recordTree(target).map((e) => e.path)).toContain(inside);
   });
 
-  it("keeps a legitimate absolute symlink as a symlink, without following it", async () => {
-    const target = path.join(work, "legit");
-    mkdirSync(target);
-    await extractTar({
-      target,
-      input: [await archive([{ name: "etc/alt", type: "symlink", linkname: "/usr/bin/true" }])],
-      incremental: false,
+  // Level 0 of a chain legitimately holds an absolute symlink to a directory outside the
+  // target (like var/run -> /run); tar creates it for real at the end of that level. A
+  // crafted level 1 then tries to write, delete, move and link through it.
+  const level0 = () => [
+    dir("./", "Dplain\0Ylnk\0Yup\0Yfilelink\0"),
+    symlink("./filelink", `${sentinel}/keep.txt`),
+    dir("./plain/", ""),
+    symlink("./lnk", sentinel),
+    symlink("./up", ".."),
+  ];
+  // Each is refused, or (the ../ symlink) tar replaces the symlink by a directory and the
+  // file lands inside the target.
+  const level1: [string, Member[], RegExp | string][] = [
+    [
+      "writes a file through it",
+      [dir("./", "Nlnk\0Dplain\0"), dir("./plain/", ""), file("./lnk/x")],
+      /lnk\/x: Cannot open: Too many levels of symbolic links/,
+    ],
+    [
+      "writes through a ../ symlink",
+      [dir("./", "Nup\0Dplain\0"), dir("./plain/", ""), file("./up/sentinel/x")],
+      "up/sentinel/x",
+    ],
+    [
+      "purges a directory through it",
+      [dir("./", "Nlnk\0Dplain\0"), dir("./plain/", ""), dir("./lnk/sub/", "")],
+      /lnk\/sub: .*Too many levels of symbolic links/,
+    ],
+    [
+      "renames a directory out through it",
+      [dir("./", "Nlnk\0Dplain\0R./lnk/sub\0T./stolen\0"), dir("./plain/", "")],
+      /Cannot rename .*lnk\/sub.*Too many levels of symbolic links/,
+    ],
+    [
+      "hard-links through it",
+      [dir("./", "Nlnk\0Dplain\0"), dir("./plain/", ""), hardlink("./plain/h", "./lnk/keep.txt")],
+      /plain\/h: Cannot hard link to .*Too many levels/,
+    ],
+    [
+      "goes through a new relative symlink to it",
+      [dir("./", "Nlnk\0Dplain\0Ya\0"), dir("./plain/", ""), symlink("./a", "lnk"), file("./a/y")],
+      /a\/y: Cannot open: Too many levels/,
+    ],
+    [
+      "writes a file where a symlink to a file outside is",
+      [dir("./", "Nfilelink\0Dplain\0"), dir("./plain/", ""), file("./filelink", "replaced")],
+      "filelink",
+    ],
+  ];
+
+  it.each(level1)("a level 1 that %s: nothing outside changes", async (_, members, expected) => {
+    const { target, before, outside } = setup();
+    expect((await extract(target, level0(), true)).error).toBeNull();
+    const { error } = await extract(target, [...members, file("./plain/ok.txt", "fine")], true);
+    expect(compareTrees(before, outside())).toEqual([]);
+    const restored = new Map(recordTree(target).map((e) => [e.path, e]));
+    if (typeof expected === "string") {
+      expect(error).toBeNull();
+      expect(restored.get(expected)?.type).toBe("file");
+    } else {
+      expectRefused(error, expected);
+      expect(restored.get("lnk")).toMatchObject({ type: "symlink", link: sentinel });
+    }
+    expect(restored.get("plain/ok.txt")?.type).toBe("file");
+  });
+
+  it("lists every refused member, not just the first", async () => {
+    const { target } = setup();
+    const { error } = await extract(target, [file("../x1"), file("ok.txt"), file("a/../../x2")]);
+    expectRefused(error, /refused 2 member/, /\.\.\/x1/, /\.\.\/x2/);
+  });
+
+  it("keeps legitimate absolute symlinks as they are, never following them", async () => {
+    const { target, before, outside } = setup();
+    const { error } = await extract(target, [
+      dir("etc/", ""),
+      symlink("etc/alt", "/usr/bin/true"),
+      symlink("etc/passwd-link", "../../../../../../etc/passwd"),
+    ]);
+    expect(error).toBeNull();
+    expect(compareTrees(before, outside())).toEqual([]);
+    const restored = new Map(recordTree(target).map((e) => [e.path, e]));
+    expect(restored.get("etc/alt")).toMatchObject({ type: "symlink", link: "/usr/bin/true" });
+    expect(restored.get("etc/passwd-link")).toMatchObject({
+      type: "symlink",
+      link: "../../../../../../etc/passwd",
     });
-    const entry = recordTree(target).find((e) => e.path === "etc/alt")!;
-    expect(entry).toMatchObject({ type: "symlink", link: "/usr/bin/true" });
   });
 
-  it("reports every refused member by name", async () => {
-    const target = path.join(work, "report");
-    mkdirSync(target);
-    const error = await extractTar({
-      target,
-      input: [
-        await archive([
-          { name: "../x1", body: "a" },
-          { name: "ok.txt", body: "b" },
-        ]),
-      ],
-      incremental: false,
-    }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(LifeboatError);
-    expect((error as LifeboatError).message).toContain("../x1");
-    expect(recordTree(target).map((e) => e.path)).toContain("ok.txt");
+  it("a real chain where an absolute symlink to a directory becomes a directory", async () => {
+    const { target, before, outside } = setup();
+    const src = path.join(sources, "src");
+    mkdirSync(path.join(src, "var"), { recursive: true });
+    symlinkSync(sentinel, path.join(src, "var", "run"));
+    const snar = path.join(sources, "snar");
+    const stream = async () => {
+      const tar = spawnTarCreate({ dir: src, excludes: [], snarFile: snar });
+      const parts: Buffer[] = [];
+      for await (const data of tar.stdout) parts.push(data as Buffer);
+      await tar.done;
+      return Buffer.concat(parts);
+    };
+    const l0 = await stream();
+    rmSync(path.join(src, "var", "run"));
+    mkdirSync(path.join(src, "var", "run", "sub"), { recursive: true });
+    writeFileSync(path.join(src, "var", "run", "keep.txt"), "new");
+    const l1 = await stream();
+    await extractTar({ target, input: [l0], incremental: true });
+    await extractTar({ target, input: [l1], incremental: true });
+    expect(compareTrees(recordTree(src), recordTree(target))).toEqual([]);
+    expect(compareTrees(before, outside())).toEqual([]);
   });
 });
