@@ -1,6 +1,9 @@
 // GNU tar, as backup runs it (docs/repository.md, "What a snapshot is"). One stream per
 // filesystem, POSIX format, every attribute a restore needs, and an incremental state file
 // so that unchanged files are not read again.
+//
+// tar runs through node:child_process rather than execa: its output is a stream of any size
+// that the caller consumes as it arrives, and only a bounded tail of stderr is kept.
 
 import { spawn } from "node:child_process";
 import type { Readable } from "node:stream";
@@ -12,22 +15,47 @@ export interface TarCreateOptions {
   dir: string;
   /** Patterns relative to `dir` (see targets.ts excludesFor). */
   excludes: string[];
-  /** GNU tar's incremental state: read (if present) and rewritten by this run. */
+  /**
+   * GNU tar's incremental state. If the file exists, the stream holds only what changed
+   * since it was written (the next level); either way tar rewrites it for the level after.
+   */
   snarFile: string;
+  /** Make a level-0 stream even if `snarFile` exists (tar --level=0 starts it afresh). */
+  full?: boolean;
   signal?: AbortSignal;
 }
 
+/**
+ * The arguments, checked one by one against tar 1.34 (Debian 12):
+ * - --format=posix: pax headers carry long names, non-UTF-8 names, large owners, nanosecond
+ *   mtimes and xattrs without limits.
+ * - --pax-option=delete=atime,delete=ctime: atime and ctime change without the content
+ *   changing; leaving them out keeps an unchanged file's bytes, and so its chunks, identical.
+ * - --listed-incremental: levels; every directory is dumped with a GNU.dumpdir record, so
+ *   extraction with --listed-incremental deletes what disappeared between levels.
+ * - --no-check-device: device numbers change after a reboot or a restore (LVM, md); they
+ *   must not make every file look changed.
+ * - --one-file-system: one stream per filesystem; a mount point is dumped as an empty
+ *   directory (tar warns "directory is on a different filesystem", which we drop).
+ * - --xattrs --xattrs-include=*: all namespaces (security.capability, trusted.*), not only
+ *   user.*. --acls: access and default ACLs as SCHILY.acl records.
+ * - --selinux: labels as RHT.security.selinux. On a host without SELinux it is harmless
+ *   (checked: no warning, exit 0); a label present as an xattr is still stored.
+ * - --sparse: holes are recorded, not stored (a 1 GiB sparse file costs a few blocks).
+ * - --numeric-owner: uids and gids as numbers; a rescue system has no user database.
+ * - --anchored: exclude patterns match from the start of the member name, so "./tmp/*"
+ *   means the top-level tmp only (tar's default for excludes is unanchored). --wildcards is
+ *   not given: it would also turn the member "." into a pattern, and an incremental stream
+ *   then loses its directory entries.
+ */
 export function tarCreateArgs(options: TarCreateOptions): string[] {
   return [
     "--create",
     "--file=-",
     "--format=posix",
-    // atime and ctime change without the content changing; leaving them out keeps the bytes
-    // of an unchanged file identical from one stream to the next, and so its chunks.
     "--pax-option=delete=atime,delete=ctime",
     `--listed-incremental=${options.snarFile}`,
-    // Device numbers differ after a reboot or a restore (LVM, md); don't treat every file as
-    // changed because of them.
+    ...(options.full ? ["--level=0"] : []),
     "--no-check-device",
     "--one-file-system",
     "--xattrs",
@@ -36,9 +64,6 @@ export function tarCreateArgs(options: TarCreateOptions): string[] {
     "--selinux",
     "--sparse",
     "--numeric-owner",
-    // Exclude patterns are wildcards by default; anchoring makes "./tmp/*" mean the top /tmp.
-    // (--wildcards must not be given: it also turns the member "." into a pattern, and an
-    // incremental stream then loses its directory entries.)
     "--anchored",
     ...options.excludes.map((pattern) => `--exclude=${pattern}`),
     `--directory=${options.dir}`,
@@ -47,54 +72,99 @@ export function tarCreateArgs(options: TarCreateOptions): string[] {
 }
 
 export interface TarCreate {
+  /** The archive. Destroy it to stop early: tar is then killed. */
   stdout: Readable;
-  /** Resolves when tar exits 0 or 1 (1: files changed while being read, a warning). */
+  /** tar's process id (tests check that it is gone afterwards). */
+  pid: number | undefined;
+  /**
+   * Resolves when tar exits 0 or 1 (1: files changed or vanished while being read; the
+   * stream is still valid), with tar's warnings. Rejects with LB_BACKUP_TAR when tar fails,
+   * or with the abort reason when the signal fired.
+   */
   done: Promise<{ warnings: string[] }>;
 }
 
+/** Warnings that say nothing new: every other filesystem is its own stream or excluded. */
+const EXPECTED = /: (directory|file) is on a different filesystem; not dumped$/;
+
 export function spawnTarCreate(options: TarCreateOptions): TarCreate {
   if (!findTool("tar")) throw missingToolError("tar", "backup streams filesystems with GNU tar");
+  options.signal?.throwIfAborted();
   const child = spawn("tar", tarCreateArgs(options), {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, LC_ALL: "C" },
-    signal: options.signal,
   });
-  let stderr = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (text: string) => {
-    // Keep the tail only; a tree with many unreadable files must not eat memory.
-    stderr = (stderr + text).slice(-64 * 1024);
-  });
-  // If the reader gives up, tar must not linger writing into a pipe nobody reads.
-  let drained = false;
-  child.stdout.on("end", () => (drained = true));
+  const stderr = keepTail(child.stderr, 64 * 1024);
+  const stop = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+  };
+  // A reader that gives up destroys the stream; tar must not linger on a pipe nobody reads.
+  let ended = false;
+  let readerStopped = false;
+  child.stdout.on("end", () => (ended = true));
   child.stdout.on("close", () => {
-    if (!drained && child.exitCode === null) child.kill("SIGTERM");
+    if (ended) return;
+    readerStopped = true;
+    stop();
   });
+  const onAbort = () => {
+    stop();
+    child.stdout.destroy();
+  };
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+
   const done = new Promise<{ warnings: string[] }>((resolve, reject) => {
     child.on("error", (error) =>
       reject(
         environmentError(
           "LB_BACKUP_TAR",
           `GNU tar could not run for ${options.dir}: ${error.message}.`,
-          "Check that GNU tar is installed and the directory is readable.",
+          "Check that GNU tar is installed (apt-get install tar).",
         ),
       ),
     );
     child.on("close", (code, signal) => {
-      const lines = stderr.split("\n").filter((line) => line.trim() !== "");
-      if (code === 0 || code === 1)
-        resolve({ warnings: lines.map((l) => l.replace(/^tar: /, "")) });
-      else
-        reject(
-          environmentError(
-            "LB_BACKUP_TAR",
-            `GNU tar failed on ${options.dir} (${signal ? `signal ${signal}` : `exit ${code}`}): ${lines.slice(-5).join(" | ") || "no message"}.`,
-            "Fix what tar names (permissions, a vanished mount) and run the backup again.",
-          ),
-        );
+      options.signal?.removeEventListener("abort", onAbort);
+      if (options.signal?.aborted) return reject(options.signal.reason);
+      const lines = tarMessages(stderr());
+      if (code === 0 || code === 1) {
+        resolve({ warnings: lines.filter((line) => !EXPECTED.test(line)) });
+        return;
+      }
+      // The reader stopped first: tar died of the broken pipe or of our kill.
+      const why = readerStopped
+        ? "stopped because the stream's reader stopped"
+        : signal
+          ? `killed by ${signal}`
+          : `exit ${code}`;
+      reject(
+        environmentError(
+          "LB_BACKUP_TAR",
+          `GNU tar failed on ${options.dir} (${why}): ${lines.slice(-5).join(" | ") || "no message"}.`,
+          "Fix what tar names (permissions, a vanished mount) and run the backup again.",
+        ),
+      );
     });
   });
   done.catch(() => {});
-  return { stdout: child.stdout, done };
+  return { stdout: child.stdout, pid: child.pid, done };
+}
+
+/** tar's stderr as messages: one per line, without the "tar: " prefix and the summary. */
+export function tarMessages(stderr: string): string[] {
+  return stderr
+    .split("\n")
+    .map((line) => line.replace(/^tar: /, "").trimEnd())
+    .filter((line) => line !== "" && !/^Exiting with failure status/.test(line));
+}
+
+/** Keep the last `limit` characters a child writes to `stream`; read them with the result. */
+export function keepTail(stream: Readable, limit: number): () => string {
+  let tail = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (text: string) => {
+    tail += text;
+    if (tail.length > 2 * limit) tail = tail.slice(-limit);
+  });
+  return () => tail.slice(-limit);
 }
