@@ -1,31 +1,40 @@
 // A tree checker for round-trip tests: records everything a restore must bring back, per
-// path, and compares two recordings. Paths are raw bytes (non-UTF-8 names are legal).
-// xattrs come from getfattr's hex dump and ACLs from getfacl, both machine-oriented forms.
+// path, and compares two recordings. Paths are raw bytes (Linux allows any but "/" and NUL),
+// kept as latin1 strings so that every byte survives. xattrs come from getfattr's hex dump
+// and ACLs from getfacl, both machine-oriented forms, each read in one run for the tree.
 
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from "node:fs";
-import path from "node:path";
+import { lstatSync, readdirSync, readFileSync, readlinkSync, type BigIntStats } from "node:fs";
 
 export interface TreeEntry {
-  path: string; // latin1 of the raw bytes, relative to the root
-  type: string;
+  /** Relative to the root, latin1 of the raw bytes; the root itself is ".". */
+  path: string;
+  type: "file" | "dir" | "symlink" | "fifo" | "char" | "block" | "socket" | "other";
+  /** Permission bits with setuid, setgid and sticky. */
   mode: number;
   uid: number;
   gid: number;
+  /** Regular files only; 0 otherwise. */
   size: number;
+  /** Nanoseconds since the epoch, as a decimal string. */
   mtimeNs: string;
+  /** Device number, for device nodes only. */
   rdev: number;
+  /** Symlink target, latin1 of the raw bytes. */
   link: string | null;
   sha256: string | null;
+  /** Allocated blocks far below the size: the file has holes. */
   sparse: boolean;
-  /** Other paths sharing this inode (hard links), sorted. */
+  /** Every path in the tree sharing this inode, sorted; empty when there is no other. */
   linkGroup: string[];
+  /** name → hex value ("0x..."), without the ACL xattrs (see acl). */
   xattrs: Record<string, string>;
-  acl: string;
+  /** The ACL entries getfacl prints (access and default), without its comment lines. */
+  acl: string[];
 }
 
-function typeOf(stat: Stats): string {
+function typeOf(stat: BigIntStats): TreeEntry["type"] {
   if (stat.isFile()) return "file";
   if (stat.isDirectory()) return "dir";
   if (stat.isSymbolicLink()) return "symlink";
@@ -36,69 +45,87 @@ function typeOf(stat: Stats): string {
   return "other";
 }
 
+const SLASH = Buffer.from("/");
+
 function walk(root: Buffer, relative: Buffer, out: Buffer[]) {
   out.push(relative);
-  const full = relative.length ? Buffer.concat([root, Buffer.from("/"), relative]) : root;
+  const full = relative.length ? Buffer.concat([root, SLASH, relative]) : root;
   if (!lstatSync(full).isDirectory()) return;
   for (const name of readdirSync(full, { encoding: "buffer" }).sort(Buffer.compare)) {
-    walk(root, relative.length ? Buffer.concat([relative, Buffer.from("/"), name]) : name, out);
+    walk(root, relative.length ? Buffer.concat([relative, SLASH, name]) : name, out);
   }
 }
 
-function xattrsOf(file: Buffer): Record<string, string> {
+/** getfattr and getfacl print "\ooo" for unprintable bytes and "\\" for a backslash. */
+function unescape(text: string): string {
+  return text.replace(/\\(\\|[0-7]{3})/g, (_, code: string) =>
+    code === "\\" ? "\\" : String.fromCharCode(parseInt(code, 8)),
+  );
+}
+
+/** Runs a tool on the whole tree and splits its output into "# file: PATH" blocks. */
+function blocks(tool: string, args: string[], root: string): Map<string, string[]> {
   let text: string;
   try {
-    text = execFileSync(
-      "getfattr",
-      ["--absolute-names", "-h", "-d", "-m", "-", "-e", "hex", file.toString("latin1")],
-      {
-        encoding: "latin1",
-        stdio: ["ignore", "pipe", "ignore"],
-      },
+    text = execFileSync(tool, [...args, root], {
+      encoding: "latin1",
+      stdio: ["ignore", "pipe", "pipe"],
+      maxBuffer: 1 << 30,
+    });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new Error(
+      code === "ENOENT"
+        ? `${tool} is missing: apt-get install ${tool === "getfacl" ? "acl" : "attr"}`
+        : `${tool} failed on ${root}: ${String((error as { stderr?: unknown }).stderr ?? error)}`,
     );
-  } catch {
-    return {};
   }
-  const out: Record<string, string> = {};
+  const out = new Map<string, string[]>();
+  let current: string[] | null = null;
   for (const line of text.split("\n")) {
-    const match = /^([^#=][^=]*)=(0x[0-9a-f]*)$/.exec(line.trim());
-    // ACLs are compared through getfacl; their raw xattr encoding may differ harmlessly.
-    if (match && !match[1]!.startsWith("system.posix_acl")) out[match[1]!] = match[2]!;
+    if (line.startsWith("# file: ")) {
+      const full = unescape(line.slice("# file: ".length));
+      const relative = full === root ? "." : full.slice(root.length + 1);
+      current = [];
+      out.set(relative, current);
+    } else if (current && line !== "" && !line.startsWith("#")) {
+      current.push(line);
+    }
   }
   return out;
 }
 
-function aclOf(file: Buffer, isLink: boolean): string {
-  if (isLink) return "";
-  try {
-    return execFileSync("getfacl", ["-n", "-p", "--absolute-names", file.toString("latin1")], {
-      encoding: "latin1",
-      stdio: ["ignore", "pipe", "ignore"],
-    })
-      .split("\n")
-      .filter((l) => l && !l.startsWith("#"))
-      .join(",");
-  } catch {
-    return "";
-  }
-}
-
+/** Record every path under `root` (which is included as "."). */
 export function recordTree(root: string): TreeEntry[] {
   const rootBytes = Buffer.from(root, "latin1");
   const paths: Buffer[] = [];
   walk(rootBytes, Buffer.alloc(0), paths);
-  const inodes = new Map<string, string[]>();
+  const xattrs = blocks(
+    "getfattr",
+    ["-R", "--absolute-names", "-h", "-d", "-m", "-", "-e", "hex"],
+    root,
+  );
+  // Symlinks have no ACLs; getfacl -R skips them.
+  const acls = blocks("getfacl", ["-R", "-P", "-n", "-p", "--absolute-names"], root);
+  const byInode = new Map<string, string[]>();
+  const inodeOf = new Map<string, string>();
   const entries: TreeEntry[] = [];
   for (const relative of paths) {
-    const full = relative.length
-      ? Buffer.concat([rootBytes, Buffer.from("/"), relative])
-      : rootBytes;
+    const full = relative.length ? Buffer.concat([rootBytes, SLASH, relative]) : rootBytes;
     const stat = lstatSync(full, { bigint: true });
-    const type = typeOf(lstatSync(full));
+    const type = typeOf(stat);
     const name = relative.length ? relative.toString("latin1") : ".";
-    if (type === "file" && stat.nlink > 1n) {
-      const key = `${stat.dev}:${stat.ino}`;
-      inodes.set(key, [...(inodes.get(key) ?? []), name]);
+    if (type !== "dir") {
+      const inode = `${stat.dev}:${stat.ino}`;
+      byInode.set(inode, [...(byInode.get(inode) ?? []), name]);
+      inodeOf.set(name, inode);
+    }
+    const attributes: Record<string, string> = {};
+    for (const line of xattrs.get(name) ?? []) {
+      const equals = line.indexOf("=");
+      const key = equals < 0 ? line : line.slice(0, equals);
+      // ACLs are compared through getfacl; their raw xattr encoding may differ harmlessly.
+      if (!key.startsWith("system.posix_acl_")) attributes[key] = line.slice(equals + 1);
     }
     entries.push({
       path: name,
@@ -107,25 +134,21 @@ export function recordTree(root: string): TreeEntry[] {
       uid: Number(stat.uid),
       gid: Number(stat.gid),
       size: type === "file" ? Number(stat.size) : 0,
-      // Symlink times are not restored by every tool and mean nothing; directories and files count.
-      mtimeNs: type === "symlink" ? "" : String(stat.mtimeNs),
+      mtimeNs: String(stat.mtimeNs),
       rdev: type === "char" || type === "block" ? Number(stat.rdev) : 0,
       link:
         type === "symlink" ? readlinkSync(full, { encoding: "buffer" }).toString("latin1") : null,
       sha256:
         type === "file" ? createHash("sha256").update(readFileSync(full)).digest("hex") : null,
-      sparse:
-        type === "file" && Number(stat.blocks) * 512 < Number(stat.size) / 2 && stat.size > 65536n,
+      sparse: type === "file" && stat.size > 65536n && stat.blocks * 512n * 2n < stat.size,
       linkGroup: [],
-      xattrs: xattrsOf(full),
-      acl: aclOf(full, type === "symlink"),
+      xattrs: attributes,
+      acl: acls.get(name) ?? [],
     });
-    if (type === "file" && stat.nlink > 1n)
-      (entries.at(-1) as TreeEntry & { inode?: string }).inode = `${stat.dev}:${stat.ino}`;
   }
-  for (const entry of entries as (TreeEntry & { inode?: string })[]) {
-    if (entry.inode) entry.linkGroup = [...inodes.get(entry.inode)!].sort();
-    delete entry.inode;
+  for (const entry of entries) {
+    const group = byInode.get(inodeOf.get(entry.path) ?? "") ?? [];
+    if (group.length > 1) entry.linkGroup = [...group].sort();
   }
   return entries;
 }
@@ -143,8 +166,10 @@ export function compareTrees(expected: TreeEntry[], actual: TreeEntry[]): string
     }
     byPath.delete(want.path);
     for (const key of Object.keys(want) as (keyof TreeEntry)[]) {
-      const a = JSON.stringify(want[key]);
-      const b = JSON.stringify(got[key]);
+      const show = (value: unknown) =>
+        key === "mode" ? (value as number).toString(8) : JSON.stringify(value);
+      const a = show(want[key]);
+      const b = show(got[key]);
       if (a !== b) differences.push(`${shown}: ${key} ${a} became ${b}`);
     }
   }
@@ -152,43 +177,64 @@ export function compareTrees(expected: TreeEntry[], actual: TreeEntry[]): string
   return differences;
 }
 
+/** One shell script for the attribute tree, so that a reader sees every case in one place. */
+const ATTRIBUTE_TREE = String.raw`
+  cap() { if command -v setcap >/dev/null; then setcap "$1" "$2";
+          else setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 "$2"; fi; }
+  mkdir -p dir/sub empty 'with space' "$(printf 'latin1-\xe9')" ro
+  : > empty-file
+  echo hello > file.txt
+  head -c 300000 /dev/urandom > dir/random.bin
+  ln file.txt dir/hardlink-a
+  ln file.txt dir/sub/hardlink-b
+  truncate -s 1G sparse.img
+  dd if=/dev/urandom of=sparse.img bs=4096 count=2 seek=100000 conv=notrunc status=none
+  printf tail >> sparse.img
+  ln -s /etc/passwd abs-link
+  ln -s /etc abs-dir-link
+  ln -s ../file.txt dir/rel-link
+  ln -s does-not-exist dangling
+  ln -s "$(printf 'caf\xe9')" "$(printf 'link-\xff')"
+  mkfifo fifo
+  mknod chardev c 1 3
+  mknod blockdev b 7 200
+  echo s > setuid && chmod 4755 setuid
+  echo g > setgid && chmod 2710 setgid
+  chmod 1777 dir/sub
+  chmod 2775 'with space'
+  echo big > big-owner && chown 300000:300001 big-owner
+  echo huge > huge-owner && chown 4000000000:4000000001 huge-owner
+  long=$(printf 'n%.0s' $(seq 1 255))
+  deep="deep/$(printf 'd%.0s' $(seq 1 200))/$(printf 'e%.0s' $(seq 1 200))"
+  mkdir -p "$deep" && echo long > "$deep/$long"
+  printf 'x' > "$(printf 'latin1-\xe9')/$(printf 'caf\xe9')"
+  printf 'y' > "$(printf 'new\nline')"
+  setfattr -n user.note -v "hello world" file.txt
+  setfattr -n user.binary -v 0x00ff10fe dir/random.bin
+  setfattr -n trusted.lifeboat -v 0x01 empty-file
+  setfattr -n user.on-a-dir -v 1 dir
+  setfattr -n security.capability -v 0x0100000200040000000000000000000000000000 setuid
+  echo capable > capable && cap cap_net_bind_service,cap_net_raw=ep capable
+  setfacl -m u:1234:rw-,g:2345:r-- file.txt
+  setfacl -m u:1234:rwx dir
+  setfacl -d -m u:1234:rwx,g:2345:r-x dir
+  touch ro/inside && chmod 555 ro
+  touch -d '2021-03-04 05:06:07.123456789' file.txt
+  touch -d '1960-05-06 07:08:09.5' empty-file
+  touch -d '2200-01-01 00:00:00.000000001' huge-owner
+  touch -h -d '2020-01-01 00:00:00.5' dir/rel-link
+  touch -d '2019-02-03 04:05:06.987654321' dir/sub
+  touch -d '2018-01-02 03:04:05.25' ro
+`;
+
 /**
- * Build a tree with every kind of thing a backup must keep. Needs root (devices, owners,
- * capabilities). Returns the tree's root.
+ * Build a tree with every kind of thing a backup must keep: hard links, a 1 GiB sparse file,
+ * binary xattrs (security.capability, trusted.*), access and default ACLs, 255-byte names in
+ * a path longer than 255 bytes, non-UTF-8 names, absolute, relative and dangling symlinks,
+ * a FIFO, devices, setuid/setgid/sticky bits, owners above 2^16 and 2^31, times before 1970
+ * and after 2038 with nanoseconds, an empty and a read-only directory. Needs root.
  */
 export function buildAttributeTree(root: string): string {
-  const sh = (script: string) =>
-    execFileSync("bash", ["-euo", "pipefail", "-c", script], { cwd: root });
-  sh(`
-    mkdir -p dir/sub empty 'with space' "$(printf 'latin1-\\xe9')"
-    echo hello > file.txt
-    head -c 300000 /dev/urandom > dir/random.bin
-    ln file.txt dir/hardlink-a
-    ln file.txt dir/sub/hardlink-b
-    truncate -s 1G sparse.img && printf tail >> sparse.img
-    dd if=/dev/urandom of=sparse.img bs=4096 count=2 seek=1000 conv=notrunc status=none
-    ln -s /etc/passwd abs-link
-    ln -s ../file.txt dir/rel-link
-    ln -s does-not-exist dangling
-    mkfifo fifo
-    mknod chardev c 1 3
-    mknod blockdev b 7 200
-    echo s > setuid && chmod 4755 setuid
-    echo g > setgid && chmod 2710 setgid
-    chmod 1777 dir/sub
-    echo big > big-owner && chown 300000:300001 big-owner
-    long=$(printf 'n%.0s' $(seq 1 250))
-    mkdir -p deep/$(printf 'd%.0s' $(seq 1 120))/$(printf 'e%.0s' $(seq 1 120))
-    echo long > "deep/$(printf 'd%.0s' $(seq 1 120))/$(printf 'e%.0s' $(seq 1 120))/$long"
-    printf 'x' > "$(printf 'latin1-\\xe9')/$(printf 'caf\\xe9')"
-    setfattr -n user.note -v "hello world" file.txt
-    setfattr -n user.binary -v 0x00ff10fe dir/random.bin
-    setfattr -n security.capability -v 0x0100000200040000000000000000000000000000 setuid
-    setfacl -m u:1234:rw-,g:2345:r-- file.txt
-    setfacl -d -m u:1234:rwx dir
-    touch -d '2021-03-04 05:06:07.123456789' file.txt
-    touch -h -d '2020-01-01 00:00:00.5' dir/rel-link
-    touch -d '2019-02-03 04:05:06.987654321' dir/sub
-  `);
+  execFileSync("bash", ["-euo", "pipefail", "-c", ATTRIBUTE_TREE], { cwd: root });
   return root;
 }
