@@ -15,7 +15,7 @@ packages=(
   # archives and images
   tar zstd cpio xorriso squashfs-tools busybox-static kmod
   # file attributes (round-trip checks)
-  acl attr
+  acl attr libcap2-bin
   # virtual machines and building Debian systems for them
   qemu-system-x86 qemu-utils ovmf debootstrap socat
   # networking
