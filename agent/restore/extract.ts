@@ -29,7 +29,8 @@
 // restore fails with LB_RESTORE_REFUSED_MEMBERS naming every refused member.
 
 import { spawn } from "node:child_process";
-import { realpath, stat } from "node:fs/promises";
+import { lstat, realpath, stat } from "node:fs/promises";
+import path from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { environmentError, inputError } from "../../common/errors.ts";
@@ -47,6 +48,11 @@ export interface ExtractOptions {
    * to the archive root ("etc/hosts", "./etc/hosts" and "/etc/hosts" are the same member).
    */
   members?: string[];
+  /**
+   * A directory the target must be inside without any symlink on the way, e.g. the restore
+   * root when the target is ROOT/boot: an earlier stream could have made "boot" a symlink.
+   */
+  within?: string;
   signal?: AbortSignal;
 }
 
@@ -123,6 +129,7 @@ export async function extractTar(options: ExtractOptions): Promise<ExtractResult
   for (const tool of ["tar", "unshare", "mount"]) {
     if (!findTool(tool)) throw missingToolError(tool, "restore extracts with it");
   }
+  if (options.within !== undefined) await checkWithin(options.target, options.within);
   const target = await realpath(options.target);
   const child = confinedTar(target, tarExtractArgs({ ...options, target }));
   const stderr = keepTail(child.stderr, 256 * 1024);
@@ -147,6 +154,28 @@ export async function extractTar(options: ExtractOptions): Promise<ExtractResult
   }
   const { code, signal } = await exited;
   return judge(target, code, signal, stderr());
+}
+
+async function checkWithin(target: string, within: string) {
+  const relative = path.relative(path.resolve(within), path.resolve(target));
+  if (relative.startsWith("..") || path.isAbsolute(relative)) {
+    throw inputError(
+      "LB_RESTORE_TARGET",
+      `Restore target ${target} is not inside ${within}.`,
+      "Restore each filesystem below the restore root.",
+    );
+  }
+  let at = path.resolve(within);
+  for (const part of relative.split(path.sep).filter(Boolean)) {
+    at = path.join(at, part);
+    if ((await lstat(at)).isSymbolicLink()) {
+      throw inputError(
+        "LB_RESTORE_TARGET",
+        `Restore target ${target} goes through the symlink ${at}, which could lead outside ${within}.`,
+        "An earlier stream put a symlink where a mount point belongs: check the snapshot, and mount the filesystems under the restore root before restoring.",
+      );
+    }
+  }
 }
 
 /** Messages about one member that mean tar refused or could not place it. */

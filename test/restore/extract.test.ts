@@ -1,6 +1,14 @@
 // extractTar around the extraction itself: a bad target, a failing or aborted input, chosen
 // members, a stream that is not tar, and the confinement leaving nothing mounted behind.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import tarStream from "tar-stream";
@@ -114,6 +122,26 @@ describe.runIf(root)("extractTar (root)", () => {
     await expect(
       extractTar({ target: dest, input: [Buffer.alloc(4096, 0x41)], incremental: false }),
     ).rejects.toMatchObject({ code: "LB_RESTORE_TAR" });
+  });
+
+  it("refuses a target reached through a symlink below the restore root", async () => {
+    const restoreRoot = target("root");
+    const elsewhere = target("elsewhere");
+    // What a crafted "/" stream could leave where the /boot filesystem is to be extracted.
+    symlinkSync(elsewhere, path.join(restoreRoot, "boot"));
+    const input = [await archive({ "./vmlinuz": "k" })];
+    const options = { input, incremental: true, within: restoreRoot };
+    await expect(
+      extractTar({ ...options, target: path.join(restoreRoot, "boot") }),
+    ).rejects.toMatchObject({ code: "LB_RESTORE_TARGET", message: /goes through the symlink/ });
+    await expect(extractTar({ ...options, target: elsewhere })).rejects.toMatchObject({
+      code: "LB_RESTORE_TARGET",
+      message: /is not inside/,
+    });
+    expect(readdirSync(elsewhere)).toEqual([]);
+    mkdirSync(path.join(restoreRoot, "srv"));
+    await extractTar({ ...options, target: path.join(restoreRoot, "srv") });
+    expect(readdirSync(path.join(restoreRoot, "srv"))).toEqual(["vmlinuz"]);
   });
 
   it("leaves no mount behind in this namespace", async () => {
