@@ -32,11 +32,14 @@ async function archive(members: Member[]): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** A directory of an incremental stream, with the GNU.dumpdir record tar would write. */
+/**
+ * A directory of an incremental stream, with the GNU.dumpdir record tar would write: entries
+ * ("Yname\0"), then an empty one. Without that final NUL tar reads past the value.
+ */
 const dir = (name: string, dumpdir: string): Member => ({
   name,
   type: "directory",
-  pax: { "GNU.dumpdir": dumpdir },
+  pax: { "GNU.dumpdir": `${dumpdir}\0` },
 });
 const file = (name: string, body = "pwned"): Member => ({ name, body });
 const symlink = (name: string, linkname: string): Member => ({ name, type: "symlink", linkname });
