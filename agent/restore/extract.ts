@@ -180,7 +180,7 @@ async function checkWithin(target: string, within: string) {
 
 /** Messages about one member that mean tar refused or could not place it. */
 const REFUSED =
-  /: (Member name contains '\.\.'|.*Too many levels of symbolic links|.*Not a directory|Cannot hard link to .*|Not found in archive|Cannot rename .*)$/;
+  /: (Member name contains '\.\.'|.*Too many levels of symbolic links|.*Not a directory|Cannot hard link to .*|Cannot rename .*)$/;
 /** Messages that only say what tar did on its own to keep a name inside the target. */
 const NOTICE = /^Removing leading `.*' from (member names|hard link targets)$/;
 
@@ -203,6 +203,14 @@ function judge(
   }
   const messages = tarMessages(stderr);
   if (code === 0) return { warnings: messages };
+  const missing = messages.filter((m) => m.endsWith(": Not found in archive"));
+  if (code === 2 && missing.length > 0 && missing.length === messages.length) {
+    throw inputError(
+      "LB_RESTORE_MEMBER_NOT_FOUND",
+      `The archive has no ${missing.map((m) => m.replace(/: Not found in archive$/, "")).join(", ")}.`,
+      "Name members by their path inside the backed-up filesystem, e.g. etc/hosts for /etc/hosts on /.",
+    );
+  }
   const refused = messages.filter((m) => REFUSED.test(m));
   const other = messages.filter((m) => !REFUSED.test(m) && !NOTICE.test(m));
   if (code === 2 && refused.length > 0 && other.length === 0) {

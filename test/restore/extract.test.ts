@@ -115,6 +115,12 @@ describe.runIf(root)("extractTar (root)", () => {
     expect(readFileSync(path.join(dest, "etc/hosts"), "utf8")).toBe("h");
     expect(existsSync(path.join(dest, "etc/passwd"))).toBe(false);
     expect(existsSync(path.join(dest, "var"))).toBe(false);
+    await expect(
+      extractTar({ target: dest, input, incremental: false, members: ["etc/shadow"] }),
+    ).rejects.toMatchObject({
+      code: "LB_RESTORE_MEMBER_NOT_FOUND",
+      message: "The archive has no ./etc/shadow.",
+    });
   });
 
   it("fails with LB_RESTORE_TAR on a stream that is not tar", async () => {
