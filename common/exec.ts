@@ -12,6 +12,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   lsblk: "util-linux",
   blkid: "util-linux",
   findmnt: "util-linux",
+  unshare: "util-linux",
   wipefs: "util-linux",
   partx: "util-linux",
   mkswap: "util-linux",

@@ -91,6 +91,8 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
           target: dir,
           input: Readable.from(fetcher.stream(stream.chunks, fs.mountPoint)),
           incremental: true,
+          // A stream extracted earlier (/) must not redirect this one (/boot) outside.
+          within: options.target,
           signal: options.signal,
         });
       }
@@ -102,7 +104,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
       const entries = selectEntries(index, relative);
       const dir = path.join(options.target, fs.mountPoint);
       await mkdir(dir, { recursive: true });
-      await restoreEntries(fs, entries, dir, fetcher, options.signal);
+      await restoreEntries(fs, entries, dir, fetcher, options.signal, options.target);
       counters.files += entries.length;
     }
   }
@@ -124,6 +126,7 @@ async function restoreEntries(
   dir: string,
   fetcher: ChunkFetcher,
   signal: AbortSignal | undefined,
+  root: string,
 ) {
   const byStream = new Map<number, IndexEntry[]>();
   for (const entry of entries) {
@@ -145,6 +148,7 @@ async function restoreEntries(
       target: dir,
       input: Readable.from(parts),
       incremental: false,
+      within: root,
       signal,
     });
   }
