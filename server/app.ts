@@ -24,6 +24,12 @@ import {
 } from "fastify-type-provider-zod";
 import { z } from "zod";
 import { LifeboatError, environmentError } from "../common/errors.ts";
+import {
+  BackupStatsSchema,
+  ErrorBodySchema,
+  PruneResultSchema,
+  SnapshotInfoSchema,
+} from "../common/api.ts";
 import { LIFEBOAT_VERSION } from "../common/version.ts";
 import {
   Repository,
@@ -41,27 +47,6 @@ const SnapshotId = z.string().regex(/^[0-9a-f]{28}$/, "must be a snapshot id (28
 const HostName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be a host name: a-z, 0-9, '.', '_', '-', at most 63");
-const ErrorBody = z.object({
-  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
-});
-const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const Stats = z.object({
-  bytes: Count,
-  newBytes: Count,
-  files: Count,
-  seconds: z.number().nonnegative().max(1e9),
-});
-const SnapshotInfo = z.object({
-  id: z.string(),
-  host: z.string(),
-  createdAt: z.string(),
-  committedAt: z.string().nullable(),
-  keyId: z.string().nullable(),
-  parent: z.string().nullable(),
-  manifestId: z.string().nullable(),
-  stats: Stats.nullable(),
-  summary: z.unknown(),
-});
 
 type Actor = { role: "admin" } | { role: "host"; host: string };
 
@@ -397,11 +382,16 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
       keyId: row.key_id,
       parent: row.parent,
       manifestId: summary?.manifestId ?? null,
-      stats: row.stats ? (JSON.parse(row.stats) as z.infer<typeof Stats>) : null,
+      stats: row.stats ? (JSON.parse(row.stats) as z.infer<typeof BackupStatsSchema>) : null,
       summary,
     };
   };
-  const errors = { 400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 404: ErrorBody };
+  const errors = {
+    400: ErrorBodySchema,
+    401: ErrorBodySchema,
+    403: ErrorBodySchema,
+    404: ErrorBodySchema,
+  };
 
   app.get(
     "/v1/health",
@@ -434,7 +424,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
         body: z.object({ name: HostName }),
         response: {
           201: z.object({ name: z.string(), token: z.string() }),
-          409: ErrorBody,
+          409: ErrorBodySchema,
           ...errors,
         },
       },
@@ -603,12 +593,12 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
         params: z.object({ id: SnapshotId }),
         body: z.object({
           chunks: z.array(Hex64).max(5_000_000),
-          stats: Stats,
+          stats: BackupStatsSchema,
           summary: z.record(z.string(), z.unknown()).optional(),
         }),
         response: {
           200: z.object({ id: z.string(), committedAt: z.string() }),
-          409: ErrorBody,
+          409: ErrorBodySchema,
           ...errors,
         },
       },
@@ -644,7 +634,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     {
       schema: {
         querystring: z.object({ host: HostName.optional() }),
-        response: { 200: z.object({ snapshots: z.array(SnapshotInfo) }), ...errors },
+        response: { 200: z.object({ snapshots: z.array(SnapshotInfoSchema) }), ...errors },
       },
     },
     async (request) => {
@@ -656,7 +646,10 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
   app.get(
     "/v1/snapshots/:id",
     {
-      schema: { params: z.object({ id: SnapshotId }), response: { 200: SnapshotInfo, ...errors } },
+      schema: {
+        params: z.object({ id: SnapshotId }),
+        response: { 200: SnapshotInfoSchema, ...errors },
+      },
     },
     async (request) => info(ownSnapshot(request, request.params.id)),
   );
@@ -776,16 +769,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
           dryRun: z.boolean().optional(),
         }),
         response: {
-          200: z.object({
-            hosts: z.array(
-              z.object({
-                host: z.string(),
-                keep: z.array(z.string()),
-                forget: z.array(z.string()),
-              }),
-            ),
-            gc: z.object({ chunks: z.number(), bytes: z.number() }).nullable(),
-          }),
+          200: PruneResultSchema,
           ...errors,
         },
       },

@@ -6,29 +6,15 @@ import { createHash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import { z } from "zod";
+import {
+  BackupStatsSchema,
+  ErrorBodySchema,
+  PruneResultSchema,
+  SnapshotInfoSchema,
+  type PruneResult,
+  type SnapshotInfo,
+} from "../../common/api.ts";
 import { LifeboatError, environmentError } from "../../common/errors.ts";
-
-const ErrorBody = z.object({
-  error: z.object({ code: z.string(), message: z.string(), hint: z.string().optional() }),
-});
-const Stats = z.object({
-  bytes: z.number(),
-  newBytes: z.number(),
-  files: z.number(),
-  seconds: z.number(),
-});
-export const SnapshotInfoSchema = z.object({
-  id: z.string(),
-  host: z.string(),
-  createdAt: z.string(),
-  committedAt: z.string().nullable(),
-  keyId: z.string().nullable(),
-  parent: z.string().nullable(),
-  manifestId: z.string().nullable(),
-  stats: Stats.nullable(),
-  summary: z.unknown(),
-});
-export type SnapshotInfo = z.infer<typeof SnapshotInfoSchema>;
 
 export const VerifyResultSchema = z.object({
   type: z.literal("result"),
@@ -53,14 +39,6 @@ const VerifyProgressSchema = z.object({
   totalBytes: z.number().optional(),
 });
 export type VerifyEvent = VerifyResult | z.infer<typeof VerifyProgressSchema>;
-
-const PruneResultSchema = z.object({
-  hosts: z.array(
-    z.object({ host: z.string(), keep: z.array(z.string()), forget: z.array(z.string()) }),
-  ),
-  gc: z.object({ chunks: z.number(), bytes: z.number() }).nullable(),
-});
-export type PruneResult = z.infer<typeof PruneResultSchema>;
 
 export interface PruneRequest {
   host?: string;
@@ -219,9 +197,9 @@ export class ApiClient {
   }
 
   #error(status: number, text: string, method: string, path: string): LifeboatError {
-    let parsed: z.infer<typeof ErrorBody> | null = null;
+    let parsed: z.infer<typeof ErrorBodySchema> | null = null;
     try {
-      parsed = ErrorBody.parse(JSON.parse(text));
+      parsed = ErrorBodySchema.parse(JSON.parse(text));
     } catch {
       parsed = null;
     }
@@ -341,7 +319,11 @@ export class ApiClient {
 
   commit(
     snapshot: string,
-    request: { chunks: string[]; stats: z.infer<typeof Stats>; summary?: Record<string, unknown> },
+    request: {
+      chunks: string[];
+      stats: z.infer<typeof BackupStatsSchema>;
+      summary?: Record<string, unknown>;
+    },
   ) {
     return this.#json(
       z.object({ id: z.string(), committedAt: z.string() }),
