@@ -97,34 +97,21 @@ export function createChunker(options: ChunkerOptions = {}): Chunker {
           pos += skip;
           continue;
         }
+        // Up to the average size the harder mask, then the easier one up to the maximum.
+        const mask = pos < avg ? maskS : maskL;
+        const end = Math.min(n, i + ((pos < avg ? avg : max) - pos));
+        const start = i;
         let cut = -1;
-        if (pos < avg) {
-          const start = i;
-          const end = Math.min(n, i + (avg - pos));
-          for (; i < end; i++) {
-            h = ((h << 1) + gear[data[i]!]!) | 0;
-            if ((h & maskS) === 0) {
-              cut = ++i;
-              break;
-            }
+        for (; i < end; i++) {
+          h = ((h << 1) + gear[data[i]!]!) | 0;
+          if ((h & mask) === 0) {
+            cut = ++i;
+            break;
           }
-          pos += i - start;
         }
-        if (cut < 0 && pos >= avg) {
-          const start = i;
-          const end = Math.min(n, i + (max - pos));
-          for (; i < end; i++) {
-            h = ((h << 1) + gear[data[i]!]!) | 0;
-            if ((h & maskL) === 0) {
-              cut = ++i;
-              break;
-            }
-          }
-          pos += i - start;
-          if (cut < 0 && pos >= max) cut = i;
-        }
+        pos += i - start;
+        if (cut < 0 && pos >= max) cut = i;
         if (cut >= 0) {
-          hash = h;
           emit(out, data.subarray(from, cut));
           h = 0;
           from = cut;
