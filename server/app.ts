@@ -315,17 +315,29 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
       );
     return actor;
   };
+  /** A host token asking for more than it may: recorded in the audit trail, then 403. */
+  const forbidden = (
+    request: FastifyRequest,
+    host: string,
+    target: string | null,
+    message: string,
+    hint: string,
+  ) => {
+    repo.catalog.audit(
+      `host:${host}`,
+      `${request.method} ${request.routeOptions.url}`,
+      target,
+      "denied",
+    );
+    return denial(403, message, hint);
+  };
   const requireAdmin = (request: FastifyRequest) => {
     const actor = actorOf(request);
     if (actor.role !== "admin") {
-      repo.catalog.audit(
-        `host:${actor.host}`,
-        `${request.method} ${request.routeOptions.url}`,
+      throw forbidden(
+        request,
+        actor.host,
         null,
-        "denied",
-      );
-      throw denial(
-        403,
         `Host ${actor.host} may not do this; only the admin can.`,
         "Run it with the admin token (--token-file DATA/admin.token).",
       );
@@ -337,14 +349,10 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     const actor = actorOf(request);
     if (actor.role === "admin") return asked ?? null;
     if (asked !== undefined && asked !== actor.host) {
-      repo.catalog.audit(
-        `host:${actor.host}`,
-        `${request.method} ${request.routeOptions.url}`,
+      throw forbidden(
+        request,
+        actor.host,
         asked,
-        "denied",
-      );
-      throw denial(
-        403,
         `Host ${actor.host} can't see host ${asked}.`,
         "A host token only reaches its own host's snapshots.",
       );
