@@ -15,6 +15,7 @@ import { backupCommands } from "./commands/backup.ts";
 import { layoutCommands } from "./commands/layout.ts";
 import { hostCommands } from "./commands/host.ts";
 import { pruneCommands } from "./commands/prune.ts";
+import { recoverCommands } from "./commands/recover.ts";
 import { serverCommands } from "./commands/server.ts";
 import { snapshotCommands } from "./commands/snapshots.ts";
 import { verifyCommands } from "./commands/verify.ts";
@@ -27,6 +28,7 @@ export const COMMANDS: Command[] = [
   ...verifyCommands,
   ...pruneCommands,
   ...backupCommands,
+  ...recoverCommands,
 ];
 
 export interface CliIo {
