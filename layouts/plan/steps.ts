@@ -609,6 +609,9 @@ function mountSteps(c: Context, root: string) {
     }
     // Two xfs filesystems with one UUID can't both be mounted; nouuid lifts that for the restore.
     if (fs.type === "xfs") options.push("nouuid");
+    // FAT has no owners or modes of its own: the mount options make them up, and the kernel
+    // refuses a chmod the masks don't allow. Mounting as captured lets tar set what it saved.
+    if (fs.type === "vfat") options.push(...m.options.filter((o) => FAT_MOUNT_OPTION.test(o)));
     const argv = [
       "mount",
       "-t",
@@ -636,6 +639,10 @@ function mountSteps(c: Context, root: string) {
     planned.push({ target: m.target, step: id });
   }
 }
+
+/** The vfat mount options that decide owners, modes and how names are stored. */
+const FAT_MOUNT_OPTION =
+  /^(uid|gid|umask|fmask|dmask|allow_utime|codepage|iocharset|shortname)=|^utf8$/;
 
 function joinRoot(root: string, target: string): string {
   if (target === "/") return root;

@@ -576,7 +576,7 @@ describe("NVMe (fixture g)", () => {
       "/dev/nvme0n1p2": "/dev/vda2",
     });
     expect(argvOf(plan, "mount:/mnt/lifeboat/boot/efi").at(-1)!.join(" ")).toBe(
-      "mount -t vfat /dev/vda1 /mnt/lifeboat/boot/efi",
+      "mount -t vfat -o fmask=0077,dmask=0077,codepage=437,iocharset=ascii,shortname=mixed,utf8 /dev/vda1 /mnt/lifeboat/boot/efi",
     );
     expect(flat(plan)).not.toContain("nvme0n1");
   });
