@@ -38,3 +38,26 @@ export const PruneResultSchema = z.object({
   gc: z.object({ chunks: z.number(), bytes: z.number() }).nullable(),
 });
 export type PruneResult = z.infer<typeof PruneResultSchema>;
+
+/** What a recovery (or a restore drill's recovery) reports to the server when it ends. */
+export const RecoveryReportSchema = z.object({
+  /** The host recovered; a host token may only report its own (and may leave it out). */
+  host: z.string().min(1).max(128).optional(),
+  snapshot: z.string().max(64).nullable(),
+  ok: z.boolean(),
+  seconds: z.number().nonnegative().max(1e7),
+  steps: z
+    .array(z.object({ name: z.string().max(64), seconds: z.number().nonnegative().max(1e7) }))
+    .max(64),
+  error: z.object({ code: z.string().max(128), message: z.string().max(4096) }).nullable(),
+  /** The whole recovery log, as the rescue system wrote it. */
+  log: z.string().max(4 * 1024 * 1024),
+});
+export type RecoveryReport = z.infer<typeof RecoveryReportSchema>;
+
+export const RecoveryInfoSchema = RecoveryReportSchema.omit({ log: true, host: true }).extend({
+  id: z.number().int().positive(),
+  host: z.string(),
+  receivedAt: z.string(),
+});
+export type RecoveryInfo = z.infer<typeof RecoveryInfoSchema>;

@@ -28,6 +28,8 @@ import {
   BackupStatsSchema,
   ErrorBodySchema,
   PruneResultSchema,
+  RecoveryInfoSchema,
+  RecoveryReportSchema,
   SnapshotInfoSchema,
 } from "../common/api.ts";
 import { LIFEBOAT_VERSION } from "../common/version.ts";
@@ -828,6 +830,65 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
           })(),
         ),
       );
+    },
+  );
+
+  app.post(
+    "/v1/recoveries",
+    {
+      bodyLimit: 8 * 1024 * 1024,
+      schema: {
+        body: RecoveryReportSchema,
+        response: { 201: z.object({ id: z.number() }), ...errors },
+      },
+    },
+    async (request, reply) => {
+      const host = hostScope(request, request.body.host);
+      if (host === null) {
+        throw new HttpError(
+          400,
+          "LB_SERVER_HOST_REQUIRED",
+          "The admin token reports a recovery for a host, and none was named.",
+          'Put "host" in the report.',
+        );
+      }
+      if (!repo.catalog.hostExists(host)) {
+        throw new HttpError(404, "LB_SERVER_NO_SUCH_HOST", `No host ${host}.`);
+      }
+      const id = repo.catalog.addRecovery(host, request.body);
+      repo.catalog.audit(
+        actorName(request),
+        "recovery report",
+        host,
+        request.body.ok ? "ok" : "failed",
+      );
+      return reply.status(201).send({ id });
+    },
+  );
+
+  app.get(
+    "/v1/recoveries",
+    {
+      schema: {
+        querystring: z.object({ host: HostName.optional() }),
+        response: { 200: z.object({ recoveries: z.array(RecoveryInfoSchema) }), ...errors },
+      },
+    },
+    async (request) => ({
+      recoveries: repo.catalog.listRecoveries(hostScope(request, request.query.host)),
+    }),
+  );
+
+  app.get(
+    "/v1/recoveries/:id/log",
+    { schema: { params: z.object({ id: z.coerce.number().int().positive() }) } },
+    async (request, reply) => {
+      const actor = actorOf(request);
+      const row = repo.catalog.recoveryLog(request.params.id);
+      if (!row || (actor.role === "host" && row.host !== actor.host)) {
+        throw new HttpError(404, "LB_SERVER_NO_SUCH_RECOVERY", `No recovery ${request.params.id}.`);
+      }
+      return reply.header("content-type", "text/plain; charset=utf-8").send(row.log);
     },
   );
 

@@ -3,6 +3,7 @@
 // and every multi-row change is one transaction, so no other request can
 // see a half-done change (Node runs one of them at a time).
 
+import type { RecoveryInfo, RecoveryReport } from "../common/api.ts";
 import { DatabaseSync } from "node:sqlite";
 
 /** Numbered migrations; PRAGMA user_version says how many have run. Append, never edit. */
@@ -39,6 +40,19 @@ const MIGRATIONS: string[] = [
    CREATE INDEX holds_by_chunk ON holds(chunk_id);
    CREATE TABLE audit (id INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,
      action TEXT NOT NULL, target TEXT, result TEXT NOT NULL);`,
+  // Recovery reports from rescue systems: outcome, step timings and the whole log.
+  `CREATE TABLE recoveries (
+     id INTEGER PRIMARY KEY,
+     host TEXT NOT NULL REFERENCES hosts(name),
+     snapshot_id TEXT,
+     received_at TEXT NOT NULL,
+     ok INTEGER NOT NULL,
+     seconds REAL NOT NULL,
+     steps TEXT NOT NULL,
+     error TEXT,
+     log TEXT NOT NULL
+   );
+   CREATE INDEX recoveries_by_host ON recoveries(host, id);`,
 ];
 
 export interface SnapshotRow {
@@ -371,6 +385,62 @@ export class Catalog {
 
   allChunks(): ChunkRow[] {
     return this.db.prepare("SELECT * FROM chunks").all() as unknown as ChunkRow[];
+  }
+
+  // --- recovery reports ----------------------------------------------------------------
+
+  addRecovery(host: string, report: Omit<RecoveryReport, "host">): number {
+    return this.transaction(() =>
+      Number(
+        this.db
+          .prepare(
+            `INSERT INTO recoveries (host, snapshot_id, received_at, ok, seconds, steps, error, log)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+          )
+          .run(
+            host,
+            report.snapshot,
+            new Date().toISOString(),
+            report.ok ? 1 : 0,
+            report.seconds,
+            JSON.stringify(report.steps),
+            report.error ? JSON.stringify(report.error) : null,
+            report.log,
+          ).lastInsertRowid,
+      ),
+    );
+  }
+
+  listRecoveries(host: string | null): RecoveryInfo[] {
+    const sql = `SELECT id, host, snapshot_id, received_at, ok, seconds, steps, error FROM recoveries
+                 ${host ? "WHERE host = ?" : ""} ORDER BY id DESC`;
+    const rows = (host ? this.db.prepare(sql).all(host) : this.db.prepare(sql).all()) as {
+      id: number;
+      host: string;
+      snapshot_id: string | null;
+      received_at: string;
+      ok: number;
+      seconds: number;
+      steps: string;
+      error: string | null;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      host: r.host,
+      snapshot: r.snapshot_id,
+      receivedAt: r.received_at,
+      ok: r.ok === 1,
+      seconds: r.seconds,
+      steps: JSON.parse(r.steps) as RecoveryInfo["steps"],
+      error: r.error ? (JSON.parse(r.error) as RecoveryInfo["error"]) : null,
+    }));
+  }
+
+  recoveryLog(id: number): { host: string; log: string } | null {
+    return (
+      (this.db.prepare("SELECT host, log FROM recoveries WHERE id = ?").get(id) as
+        { host: string; log: string } | undefined) ?? null
+    );
   }
 
   audit(actor: string, action: string, target: string | null, result: string) {

@@ -12,6 +12,9 @@ import {
   PruneResultSchema,
   SnapshotInfoSchema,
   type PruneResult,
+  RecoveryInfoSchema,
+  type RecoveryInfo,
+  type RecoveryReport,
   type SnapshotInfo,
 } from "../../common/api.ts";
 import { LifeboatError, environmentError } from "../../common/errors.ts";
@@ -388,6 +391,22 @@ export class ApiClient {
       `/v1/snapshots/${encodeURIComponent(snapshot)}/manifest`,
       `the manifest of ${snapshot}`,
     );
+  }
+
+  /** Files a recovery's outcome and log with the server (not retried: it is not idempotent). */
+  reportRecovery(report: RecoveryReport) {
+    return this.#json(z.object({ id: z.number() }), "POST", "/v1/recoveries", report, false);
+  }
+
+  async listRecoveries(host?: string): Promise<RecoveryInfo[]> {
+    const query = host ? `?host=${encodeURIComponent(host)}` : "";
+    const schema = z.object({ recoveries: z.array(RecoveryInfoSchema) });
+    return (await this.#json(schema, "GET", `/v1/recoveries${query}`)).recoveries;
+  }
+
+  async recoveryLog(id: number): Promise<string> {
+    const response = await this.#readAll(await this.#send("GET", `/v1/recoveries/${id}/log`, {}));
+    return response.body.toString("utf8");
   }
 
   getChunk(id: string): Promise<Buffer> {

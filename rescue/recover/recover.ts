@@ -128,10 +128,59 @@ export function chooseSnapshot(snapshots: SnapshotInfo[], wanted: string | null)
   return newest;
 }
 
+/**
+ * Recovers, then files the outcome and the whole log with the server (best effort: a server
+ * that can't be reached must not turn a good recovery into a failure).
+ */
 export async function runRecovery(options: RecoverOptions): Promise<RecoverResult> {
-  const { log } = options;
   const started = performance.now();
   const steps: RecoverResult["steps"] = [];
+  const seen: { host: string | null; snapshot: string | null } = {
+    host: options.host,
+    snapshot: options.snapshot,
+  };
+  const report = async (error: unknown) => {
+    const failure =
+      error === null
+        ? null
+        : error instanceof LifeboatError
+          ? { code: error.code, message: error.message }
+          : { code: "LB_INTERNAL", message: String((error as Error)?.message ?? error) };
+    if (failure) options.log.say(`Recovery failed: ${failure.code}: ${failure.message}`);
+    try {
+      const { id } = await options.client.reportRecovery({
+        ...(seen.host ? { host: seen.host } : {}),
+        snapshot: seen.snapshot,
+        ok: failure === null,
+        seconds: (performance.now() - started) / 1000,
+        steps,
+        error: failure,
+        log: options.log.text().slice(-4 * 1024 * 1024),
+      });
+      options.log.say(`The recovery log is on the server as recovery ${id}.`);
+    } catch (reportError) {
+      options.log.say(
+        `warning: could not send the recovery log to the server (${(reportError as Error).message}); it is in ${options.log.file ?? "the console output"}.`,
+      );
+    }
+  };
+  try {
+    const result = await recoverSteps(options, started, steps, seen);
+    await report(null);
+    return result;
+  } catch (error) {
+    await report(error);
+    throw error;
+  }
+}
+
+async function recoverSteps(
+  options: RecoverOptions,
+  started: number,
+  steps: RecoverResult["steps"],
+  seen: { host: string | null; snapshot: string | null },
+): Promise<RecoverResult> {
+  const { log } = options;
   const step = async <T>(name: string, body: () => Promise<T>): Promise<T> => {
     const t0 = performance.now();
     log.mark(name, "start");
@@ -148,6 +197,7 @@ export async function runRecovery(options: RecoverOptions): Promise<RecoverResul
 
   // connect: which snapshot, and which layout.
   let { snapshotInfo, manifest, layout } = await step("connect", () => connect(options, null));
+  Object.assign(seen, { host: snapshotInfo.host, snapshot: snapshotInfo.id });
   let plan: Plan;
   let keyFiles: Record<string, string>;
   for (;;) {
@@ -164,6 +214,7 @@ export async function runRecovery(options: RecoverOptions): Promise<RecoverResul
     if (answer === "yes") break;
     if (/^[0-9a-z]{8,}$/i.test(answer) && answer !== "no") {
       ({ snapshotInfo, manifest, layout } = await step("connect", () => connect(options, answer)));
+      Object.assign(seen, { host: snapshotInfo.host, snapshot: snapshotInfo.id });
       continue;
     }
     throw inputError(

@@ -135,6 +135,17 @@ describe.runIf(root)("lifeboat recover on loop devices (root)", () => {
       expect(again.snapshot).toBe(backup.id);
       await check();
       expect(await uuidOf(source.partition(1))).toBe(uuids[0]);
+
+      // A failed run says why, and both outcomes are on the server with their logs.
+      await expect(recover({ snapshot: "0".repeat(28) })).rejects.toThrow(/not on the server/);
+      const reports = await client.listRecoveries();
+      expect(reports.map((r) => [r.ok, r.snapshot, r.error?.code ?? null])).toEqual([
+        [false, "0".repeat(28), "LB_RECOVER_NO_SNAPSHOT"],
+        [true, backup.id, null],
+        [true, backup.id, null],
+      ]);
+      expect(reports[1]!.steps.map((s) => s.name)).toContain("data");
+      expect(await client.recoveryLog(reports[1]!.id)).toMatch(/LIFEBOAT-STEP data done \d+/);
     } finally {
       await scratch.cleanup();
     }
