@@ -28,7 +28,7 @@ import { formatBytes } from "../../common/units.ts";
 import { parseBlkidExport } from "../../layouts/parse/blkid.ts";
 import { parseEfibootmgr } from "../../layouts/parse/efibootmgr.ts";
 import { planRestore } from "../../layouts/plan/plan.ts";
-import { LVM_CONFIG, luksMapperName } from "../../layouts/plan/steps.ts";
+import { keyFileFor, LVM_CONFIG, luksMapperName } from "../../layouts/plan/steps.ts";
 import type { Plan } from "../../layouts/plan/types.ts";
 import type { Layout } from "../../layouts/schema.ts";
 import type { ApiClient } from "../../agent/client/api.ts";
@@ -78,6 +78,8 @@ export interface RecoverOptions {
   verbose: boolean;
   /** Interactive mode: ask the operator (a line of input); not called in automatic mode. */
   ask?: (question: string) => Promise<string>;
+  /** Interactive mode: ask for a secret without echoing it (a LUKS passphrase). */
+  askSecret?: (question: string) => Promise<string>;
   now?: () => Date;
 }
 
@@ -351,6 +353,24 @@ async function makePlan(options: RecoverOptions, layout: Layout) {
   for (const [name, url] of Object.entries(options.keyUrls)) {
     keyFiles[name] = await fetchKey(name, url, options.stateDir);
   }
+  // Interactive mode asks for the passphrase of every LUKS device nothing else provides.
+  if (!options.auto && options.askSecret) {
+    for (const luks of layout.luks) {
+      const name = luksMapperName(luks);
+      if (existsSync(keyFileFor(luks, keyFiles))) continue;
+      const secret = await options.askSecret(
+        `Passphrase for LUKS device ${name} (UUID ${luks.uuid}): `,
+      );
+      if (secret === "") {
+        throw inputError(
+          "LB_RECOVER_NO_PASSPHRASE",
+          `No passphrase given for LUKS device ${name}.`,
+          "Run again and type it, or pass --luks-key NAME=FILE.",
+        );
+      }
+      keyFiles[name] = await writeKey(name, Buffer.from(secret), options.stateDir);
+    }
+  }
   const inventory = await readInventory([]);
   const plan = planRestore(layout, inventory.targets, {
     maps: options.maps,
@@ -382,10 +402,15 @@ async function fetchKey(name: string, url: string, stateDir: string): Promise<st
       "Check the key server and the network, or pass the passphrase in a file (lifeboat.keyfile=NAME=PATH).",
     );
   }
+  return writeKey(name, body, stateDir);
+}
+
+/** A LUKS passphrase into the rescue system's tmpfs, readable by root only. */
+async function writeKey(name: string, secret: Buffer, stateDir: string): Promise<string> {
   const dir = path.join(stateDir, "keys");
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const file = path.join(dir, `${name.replace(/[^A-Za-z0-9_.-]/g, "_")}.key`);
-  await writeFile(file, body, { mode: 0o600 });
+  await writeFile(file, secret, { mode: 0o600 });
   await chmod(file, 0o600);
   return file;
 }

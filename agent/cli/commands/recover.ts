@@ -120,9 +120,8 @@ export const recoverCommand: Command = {
     requireRoot("recovery");
     const cmdline = await readCmdline(ctx);
     const auto = ctx.flag("auto") || cmdline.mode === "auto";
-    const configFile =
-      ctx.string("config") ?? process.env.LIFEBOAT_CONFIG ?? `${RESCUE_ETC}/agent.json`;
-    const config = await loadAgentConfig(configFile);
+    // The rescue image's config sits where the agent's does (/etc/lifeboat/agent.json).
+    const config = await loadAgentConfig(ctx.string("config"));
     const connection = await resolveConnection({
       flags: {
         server: ctx.string("server") ?? cmdline.server ?? undefined,
@@ -141,53 +140,82 @@ export const recoverCommand: Command = {
     }
     const stateDir = process.env.LIFEBOAT_STATE_DIR || "/run/lifeboat";
     const log = new RecoveryLog(ctx.stderr, path.join(stateDir, "recover.log"));
-    const rl =
-      auto || !process.stdin.isTTY
-        ? null
-        : createInterface({ input: process.stdin, output: process.stderr });
-    if (!auto && !rl) {
+    const interactive = !auto && process.stdin.isTTY;
+    if (!auto && !interactive) {
       throw usageError(
         "LB_RECOVER_NO_TTY",
         "Interactive recovery needs a terminal to ask on, and standard input is not one.",
         "Run it on the console, or pass --auto (or lifeboat.mode=auto) to recover without asking.",
       );
     }
-    try {
-      const result = await runRecovery({
-        auto,
-        client: new ApiClient(connection.server, connection.token, { ca: connection.ca }),
-        keys,
-        host: config?.host ?? null,
-        snapshot: ctx.string("snapshot") ?? cmdline.snapshot,
-        fallbackLayout,
-        maps: { ...cmdline.maps, ...pairs(ctx.strings("map"), "map", "/dev/vda=/dev/nvme0n1") },
-        keyFiles: {
-          ...embeddedLuksKeys(RESCUE_ETC),
-          ...cmdline.keyFiles,
-          ...pairs(ctx.strings("luks-key"), "luks-key", "cr_root=/root/key"),
-        },
-        keyUrls: {
-          ...cmdline.keyUrls,
-          ...pairs(ctx.strings("luks-key-url"), "luks-key-url", "cr_root=https://keys/cr_root"),
-        },
-        targetRoot: path.resolve(ctx.string("target-root") ?? DEFAULT_TARGET_ROOT),
-        stateDir,
-        console: ctx.stderr,
-        log,
-        verbose: ctx.flag("verbose"),
-        ask: rl ? (question) => rl.question(question) : undefined,
-      });
-      if (ctx.json) ctx.stdout.write(`${JSON.stringify(result)}\n`);
-      else {
-        ctx.stdout.write(
-          `recovered ${result.host} from snapshot ${result.snapshot} in ${result.seconds.toFixed(0)} s` +
-            `${result.logFile ? `; log at ${result.logFile} on the recovered system` : ""}\n`,
-        );
-      }
-    } finally {
-      rl?.close();
+    const result = await runRecovery({
+      auto,
+      client: new ApiClient(connection.server, connection.token, { ca: connection.ca }),
+      keys,
+      host: config?.host ?? null,
+      snapshot: ctx.string("snapshot") ?? cmdline.snapshot,
+      fallbackLayout,
+      maps: { ...cmdline.maps, ...pairs(ctx.strings("map"), "map", "/dev/vda=/dev/nvme0n1") },
+      keyFiles: {
+        ...embeddedLuksKeys(RESCUE_ETC),
+        ...cmdline.keyFiles,
+        ...pairs(ctx.strings("luks-key"), "luks-key", "cr_root=/root/key"),
+      },
+      keyUrls: {
+        ...cmdline.keyUrls,
+        ...pairs(ctx.strings("luks-key-url"), "luks-key-url", "cr_root=https://keys/cr_root"),
+      },
+      targetRoot: path.resolve(ctx.string("target-root") ?? DEFAULT_TARGET_ROOT),
+      stateDir,
+      console: ctx.stderr,
+      log,
+      verbose: ctx.flag("verbose"),
+      ask: interactive ? askLine : undefined,
+      askSecret: interactive ? askHidden : undefined,
+    });
+    if (ctx.json) ctx.stdout.write(`${JSON.stringify(result)}\n`);
+    else {
+      ctx.stdout.write(
+        `recovered ${result.host} from snapshot ${result.snapshot} in ${result.seconds.toFixed(0)} s` +
+          `${result.logFile ? `; log at ${result.logFile} on the recovered system` : ""}\n`,
+      );
     }
   },
 };
+
+/** One line from the terminal; the reader is closed again so a hidden prompt can follow. */
+async function askLine(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
+}
+
+/** Reads a line from the terminal without echoing it. */
+async function askHidden(question: string): Promise<string> {
+  process.stderr.write(question);
+  const stdin = process.stdin;
+  stdin.setRawMode(true);
+  stdin.resume();
+  try {
+    let typed = "";
+    for await (const data of stdin) {
+      for (const char of String(data)) {
+        if (char === "\r" || char === "\n") return typed;
+        if (char === "\u0003") {
+          throw usageError("LB_RECOVER_DECLINED", "Stopped at the passphrase prompt.");
+        }
+        typed = char === "\u007f" ? typed.slice(0, -1) : typed + char;
+      }
+    }
+    return typed;
+  } finally {
+    stdin.setRawMode(false);
+    stdin.pause();
+    process.stderr.write("\n");
+  }
+}
 
 export const recoverCommands: Command[] = [recoverCommand];
