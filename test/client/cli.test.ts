@@ -1,7 +1,7 @@
 // The admin commands through the CLI against a real server on loopback: host add and list,
 // snapshots, verify (clean and damaged), prune and forget, and their refusals.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -161,5 +161,13 @@ describe("admin commands", () => {
     expect(JSON.parse(json.stdout)).toMatchObject({
       error: { code: "LB_SERVER_NO_SUCH_SNAPSHOT" },
     });
+  });
+
+  it("lifeboat server refuses a bad --listen before it creates the data directory", async () => {
+    const data = path.join(work, "never-made");
+    const bad = await cli("server", "--data", data, "--listen", "localhost");
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("LB_USAGE_LISTEN");
+    expect(existsSync(data)).toBe(false);
   });
 });

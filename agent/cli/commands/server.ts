@@ -1,6 +1,6 @@
 // lifeboat server: the backup server in the foreground.
 import { mkdir } from "node:fs/promises";
-import { DEFAULT_LISTEN, runServer } from "../../../server/main.ts";
+import { DEFAULT_LISTEN, parseListen, runServer } from "../../../server/main.ts";
 import type { Command } from "../command.ts";
 
 export const serverCommand: Command = {
@@ -31,10 +31,13 @@ export const serverCommand: Command = {
   ],
   async run(ctx) {
     const data = ctx.requireString("data");
+    const listen = ctx.string("listen") ?? DEFAULT_LISTEN;
+    // A mistyped address must not leave a new empty data directory behind.
+    parseListen(listen);
     await mkdir(data, { recursive: true, mode: 0o700 });
     await runServer({
       dataDir: data,
-      listen: ctx.string("listen") ?? DEFAULT_LISTEN,
+      listen,
       tlsCert: ctx.string("tls-cert"),
       tlsKey: ctx.string("tls-key"),
       gcGraceMs: envMs("LIFEBOAT_GC_GRACE_MS"),
