@@ -14,12 +14,12 @@ import { decodeBlob } from "../../common/repository/blob.ts";
 import { decodeIndex, selectEntries, type IndexEntry } from "../../common/repository/fileindex.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import { decodeManifest, type ChunkRef, type Manifest } from "../../common/repository/manifest.ts";
-import type { ApiClient } from "../client/api.ts";
+import type { SnapshotSource } from "../client/local.ts";
 import type { Progress } from "../progress.ts";
 import { extractTar } from "./extract.ts";
 
 export interface RestoreOptions {
-  client: ApiClient;
+  client: SnapshotSource;
   keys: RepoKeys | null;
   snapshot: string;
   /** Files land at TARGET/<mount point>/<path>. */
@@ -41,7 +41,7 @@ export interface RestoreSummary {
 }
 
 export async function loadManifest(
-  client: ApiClient,
+  client: SnapshotSource,
   snapshot: string,
   keys: RepoKeys | null,
 ): Promise<Manifest> {

@@ -5,6 +5,7 @@
 //   lifeboat.mode=auto|interactive|shell    what the rescue system starts (lifeboat.auto=1 = auto)
 //   lifeboat.server=URL                     the backup server, instead of the one built in
 //   lifeboat.snapshot=ID                    recover this snapshot, not the newest
+//   lifeboat.from=DIR                       recover offline from a snapshot export (the medium's)
 //   lifeboat.keyfile=NAME=PATH              LUKS passphrase file for a device (mapper name or UUID)
 //   lifeboat.keyurl=NAME=URL                fetch that passphrase from a key server
 //   lifeboat.map=OLD=NEW                    put the layout's disk OLD on this machine's disk NEW
@@ -17,6 +18,7 @@ export interface RescueCmdline {
   mode: "auto" | "interactive" | "shell" | null;
   server: string | null;
   snapshot: string | null;
+  from: string | null;
   keyFiles: Record<string, string>;
   keyUrls: Record<string, string>;
   maps: Record<string, string>;
@@ -64,6 +66,7 @@ export function parseCmdline(text: string): RescueCmdline {
     mode: null,
     server: null,
     snapshot: null,
+    from: null,
     keyFiles: {},
     keyUrls: {},
     maps: {},
@@ -92,6 +95,9 @@ export function parseCmdline(text: string): RescueCmdline {
         break;
       case "snapshot":
         out.snapshot = value || null;
+        break;
+      case "from":
+        out.from = value || null;
         break;
       case "keyfile": {
         const [key, file] = pair(name, value);

@@ -32,6 +32,7 @@ import { keyFileFor, LVM_CONFIG, luksMapperName } from "../../layouts/plan/steps
 import type { Plan } from "../../layouts/plan/types.ts";
 import type { Layout } from "../../layouts/schema.ts";
 import type { ApiClient } from "../../agent/client/api.ts";
+import type { SnapshotSource } from "../../agent/client/local.ts";
 import { renderSummary } from "../../agent/cli/commands/layout-plan.ts";
 import { applyPlan, preflight } from "../../agent/layout/apply.ts";
 import { readInventory } from "../../agent/layout/inventory.ts";
@@ -56,7 +57,8 @@ import type { SnapshotInfo } from "../../common/api.ts";
 
 export interface RecoverOptions {
   auto: boolean;
-  client: ApiClient;
+  /** The server, or a snapshot exported to the rescue medium (which takes no reports). */
+  client: SnapshotSource & Partial<Pick<ApiClient, "reportRecovery">>;
   keys: RepoKeys | null;
   /** The host whose snapshots to look at (a host token only sees its own anyway). */
   host: string | null;
@@ -149,6 +151,12 @@ export async function runRecovery(options: RecoverOptions): Promise<RecoverResul
           ? { code: error.code, message: error.message }
           : { code: "LB_INTERNAL", message: String((error as Error)?.message ?? error) };
     if (failure) options.log.say(`Recovery failed: ${failure.code}: ${failure.message}`);
+    if (!options.client.reportRecovery) {
+      options.log.say(
+        `Offline recovery: the log stays in ${options.log.file ?? "the console output"} and on the recovered system.`,
+      );
+      return;
+    }
     try {
       const { id } = await options.client.reportRecovery({
         ...(seen.host ? { host: seen.host } : {}),

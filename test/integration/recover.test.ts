@@ -3,12 +3,14 @@
 // with the same UUIDs, mount, restore) in automatic mode, and again over its own result.
 // The layout covers only those disks (--disk), so there is no boot path to install; GRUB
 // and the initramfs are proven by the QEMU scenarios in vm-tests/.
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runBackup } from "../../agent/backup/backup.ts";
 import { liveSource } from "../../agent/capture/live-source.ts";
+import { exportSnapshot, LocalSnapshotSource } from "../../agent/client/local.ts";
 import { createProgress } from "../../agent/progress.ts";
+import { LifeboatError } from "../../common/errors.ts";
 import { deriveKeys } from "../../common/repository/keys.ts";
 import { captureLayout } from "../../layouts/capture/capture.ts";
 import { parseBlkidExport } from "../../layouts/parse/blkid.ts";
@@ -136,7 +138,27 @@ describe.runIf(root)("lifeboat recover on loop devices (root)", () => {
       await check();
       expect(await uuidOf(source.partition(1))).toBe(uuids[0]);
 
-      // A failed run says why, and both outcomes are on the server with their logs.
+      // Offline, from a snapshot export (what a rescue medium with --embed carries).
+      const exported = path.join(scratch.dir, "export");
+      const { chunks } = await exportSnapshot({ client, keys, snapshot: backup.id, dir: exported });
+      expect(chunks).toBeGreaterThan(0);
+      const offline = await recover({ client: await LocalSnapshotSource.open(exported) });
+      expect(offline.snapshot).toBe(backup.id);
+      await check();
+      const chunkDir = path.join(exported, "chunks");
+      const victim = readdirSync(chunkDir)[0]!;
+      const bytes = readFileSync(path.join(chunkDir, victim));
+      bytes[bytes.length - 1]! ^= 1;
+      writeFileSync(path.join(chunkDir, victim), bytes);
+      await expect(recover({ client: await LocalSnapshotSource.open(exported) })).rejects.toThrow(
+        LifeboatError,
+      );
+      rmSync(path.join(exported, "export.json"));
+      await expect(LocalSnapshotSource.open(exported)).rejects.toThrow(
+        /no complete snapshot export/,
+      );
+
+      // A failed run says why, and the outcomes are on the server with their logs.
       await expect(recover({ snapshot: "0".repeat(28) })).rejects.toThrow(/not on the server/);
       const reports = await client.listRecoveries();
       expect(reports.map((r) => [r.ok, r.snapshot, r.error?.code ?? null])).toEqual([

@@ -42,6 +42,7 @@ describe("kernel command line", () => {
       mode: "auto",
       server: "http://10.0.2.100:80",
       snapshot: "0193abc",
+      from: null,
       keyFiles: { cr_root: "/etc/lifeboat/luks/cr_root" },
       keyUrls: { cr_home: "http://10.0.2.100/k" },
       maps: { "/dev/vda": "/dev/nvme0n1" },

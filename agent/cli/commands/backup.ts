@@ -8,6 +8,7 @@ import { runBackup } from "../../backup/backup.ts";
 import { DEFAULT_BACKUP_STATE_DIR } from "../../backup/state.ts";
 import { liveSource } from "../../capture/live-source.ts";
 import { connectionOptions, openClient } from "../../client/connect.ts";
+import { LocalSnapshotSource } from "../../client/local.ts";
 import { loadAgentConfig } from "../../config.ts";
 import { createProgress } from "../../progress.ts";
 import { runRestore } from "../../restore/restore.ts";
@@ -144,6 +145,11 @@ export const restoreCommand: Command = {
       value: "P",
       description: "Restore only this file or directory (absolute, as on the backed-up host)",
     },
+    from: {
+      type: "string",
+      value: "DIR",
+      description: "Read the snapshot from an export ('snapshots export'), not a server",
+    },
     json: { type: "boolean", description: "Print the summary as JSON" },
   },
   positionals: [{ name: "SNAPSHOT", required: true }],
@@ -153,7 +159,8 @@ export const restoreCommand: Command = {
   ],
   async run(ctx) {
     const config = await loadAgentConfig();
-    const client = await openClient(ctx, config);
+    const from = ctx.string("from");
+    const client = from ? await LocalSnapshotSource.open(from) : await openClient(ctx, config);
     const keys: RepoKeys | null = await keysFrom(ctx, config?.keyFile);
     const summary = await runRestore({
       client,

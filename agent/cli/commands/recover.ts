@@ -14,7 +14,8 @@ import { RecoveryLog } from "../../../rescue/recover/log.ts";
 import { runRecovery } from "../../../rescue/recover/recover.ts";
 import { connectionOptions } from "../../client/connect.ts";
 import { ApiClient } from "../../client/api.ts";
-import { loadAgentConfig, resolveConnection } from "../../config.ts";
+import { loadAgentConfig, resolveConnection, type AgentConfig } from "../../config.ts";
+import { LocalSnapshotSource } from "../../client/local.ts";
 import type { Command, CommandContext } from "../command.ts";
 import { requireRoot } from "./layout-capture.ts";
 import { DEFAULT_TARGET_ROOT } from "./layout-plan.ts";
@@ -107,6 +108,11 @@ export const recoverCommand: Command = {
       value: "DIR",
       description: `Where the recovered tree is mounted (default ${DEFAULT_TARGET_ROOT})`,
     },
+    from: {
+      type: "string",
+      value: "DIR",
+      description: "Recover offline from an exported snapshot (e.g. the one on the rescue medium)",
+    },
     "no-cmdline": { type: "boolean", description: "Ignore lifeboat.* on the kernel command line" },
     verbose: { type: "boolean", description: "Show every tool's output as it runs" },
     json: { type: "boolean", description: "Print the result (steps, timings) as JSON" },
@@ -122,15 +128,10 @@ export const recoverCommand: Command = {
     const auto = ctx.flag("auto") || cmdline.mode === "auto";
     // The rescue image's config sits where the agent's does (/etc/lifeboat/agent.json).
     const config = await loadAgentConfig(ctx.string("config"));
-    const connection = await resolveConnection({
-      flags: {
-        server: ctx.string("server") ?? cmdline.server ?? undefined,
-        token: ctx.string("token"),
-        tokenFile: ctx.string("token-file"),
-        ca: ctx.string("ca"),
-      },
-      config,
-    });
+    const from = ctx.string("from") ?? cmdline.from ?? undefined;
+    const client = from
+      ? await LocalSnapshotSource.open(from)
+      : await serverClient(ctx, cmdline, config);
     const keyFile = ctx.string("key-file") ?? config?.keyFile;
     const keys = keyFile ? (await loadKeyFile(keyFile)).keys : null;
     const layoutFile = ctx.string("layout") ?? `${RESCUE_ETC}/layout.json`;
@@ -150,7 +151,7 @@ export const recoverCommand: Command = {
     }
     const result = await runRecovery({
       auto,
-      client: new ApiClient(connection.server, connection.token, { ca: connection.ca }),
+      client,
       keys,
       host: config?.host ?? null,
       snapshot: ctx.string("snapshot") ?? cmdline.snapshot,
@@ -182,6 +183,23 @@ export const recoverCommand: Command = {
     }
   },
 };
+
+async function serverClient(
+  ctx: CommandContext,
+  cmdline: RescueCmdline,
+  config: AgentConfig | null,
+): Promise<ApiClient> {
+  const connection = await resolveConnection({
+    flags: {
+      server: ctx.string("server") ?? cmdline.server ?? undefined,
+      token: ctx.string("token"),
+      tokenFile: ctx.string("token-file"),
+      ca: ctx.string("ca"),
+    },
+    config,
+  });
+  return new ApiClient(connection.server, connection.token, { ca: connection.ca });
+}
 
 /** One line from the terminal; the reader is closed again so a hidden prompt can follow. */
 async function askLine(question: string): Promise<string> {
