@@ -16,6 +16,7 @@ import { layoutCommands } from "./commands/layout.ts";
 import { hostCommands } from "./commands/host.ts";
 import { pruneCommands } from "./commands/prune.ts";
 import { recoverCommands } from "./commands/recover.ts";
+import { rescueCommands } from "./commands/rescue.ts";
 import { serverCommands } from "./commands/server.ts";
 import { snapshotCommands } from "./commands/snapshots.ts";
 import { verifyCommands } from "./commands/verify.ts";
@@ -29,6 +30,7 @@ export const COMMANDS: Command[] = [
   ...pruneCommands,
   ...backupCommands,
   ...recoverCommands,
+  ...rescueCommands,
 ];
 
 export interface CliIo {
