@@ -218,7 +218,7 @@ export function resolveModuleNames(
     if (name === "" || seen.has(name)) continue;
     seen.add(name);
     if (index.loadable.has(name)) {
-      out.load.push(name);
+      if (!out.load.includes(name)) out.load.push(name);
     } else if (index.builtin.has(name)) {
       out.builtin.push(name);
     } else {
