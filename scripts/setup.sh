@@ -21,6 +21,7 @@ packages=(
   # networking
   iproute2 ca-certificates openssl curl
   restic borgbackup time # side-by-side backup benchmark (make bench)
+  chromium # renders the drill report in a test, as an auditor's browser would
 )
 
 missing=()
