@@ -424,7 +424,7 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
   }
   const moduleNames = [...new Set([...defaults.load, ...added.load])];
 
-  const workDir = await mkdtemp(path.join(os.tmpdir(), "lifeboat-rescue-"));
+  const workDir = await mkdtemp(path.join(os.tmpdir(), "lifeboat-rescue-build-"));
   const isoTemp =
     options.out === undefined
       ? undefined
