@@ -10,6 +10,7 @@
 //   lifeboat.keyurl=NAME=URL                fetch that passphrase from a key server
 //   lifeboat.map=OLD=NEW                    put the layout's disk OLD on this machine's disk NEW
 //   lifeboat.after=reboot|poweroff|shell    what automatic mode does after a recovery
+//   lifeboat.drill=1                        a restore drill: leave the one-shot drill check
 //   lifeboat.ip=...                         network setup, read by the rescue init only
 
 import { usageError } from "../../common/errors.ts";
@@ -23,6 +24,7 @@ export interface RescueCmdline {
   keyUrls: Record<string, string>;
   maps: Record<string, string>;
   after: "reboot" | "poweroff" | "shell" | null;
+  drill: boolean;
 }
 
 /** Splits a kernel command line into words the way the kernel does (double quotes group). */
@@ -71,6 +73,7 @@ export function parseCmdline(text: string): RescueCmdline {
     keyUrls: {},
     maps: {},
     after: null,
+    drill: false,
   };
   for (const word of splitCmdline(text)) {
     if (!word.startsWith("lifeboat.")) continue;
@@ -95,6 +98,9 @@ export function parseCmdline(text: string): RescueCmdline {
         break;
       case "snapshot":
         out.snapshot = value || null;
+        break;
+      case "drill":
+        out.drill = value === "" || value === "1" || value === "yes";
         break;
       case "from":
         out.from = value || null;

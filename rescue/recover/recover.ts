@@ -18,7 +18,7 @@
 
 import { execa } from "execa";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
+import { chmod, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { environmentError, inputError, LifeboatError } from "../../common/errors.ts";
 import { runTool } from "../../common/exec.ts";
@@ -52,6 +52,7 @@ import {
   rewriteIdentifiers,
   type IdentifierChange,
 } from "./identifiers.ts";
+import { DRILL_ENABLE_LINK, drillCheckFiles, type DrillSpec } from "./drill-check.ts";
 import { RecoveryLog } from "./log.ts";
 import type { SnapshotInfo } from "../../common/api.ts";
 
@@ -76,6 +77,8 @@ export interface RecoverOptions {
   stateDir: string;
   console: ProgressSink;
   log: RecoveryLog;
+  /** A restore drill: leave the one-shot check in the recovered system (drill-check.ts). */
+  drill: DrillSpec | null;
   /** Show every tool's output on the console, not only in the log. */
   verbose: boolean;
   /** Interactive mode: ask the operator (a line of input); not called in automatic mode. */
@@ -287,6 +290,8 @@ async function recoverSteps(
       await step("bootloader", () =>
         installBootloader(options, chroot, layout, plan, changes.length > 0),
       );
+      const drill = options.drill;
+      if (drill) await step("drill-check", () => installDrillCheck(options.targetRoot, drill));
     } finally {
       await chroot.leave();
     }
@@ -497,6 +502,20 @@ async function fixIdentifiers(
     }
   }
   return changes;
+}
+
+/** The drill's one-shot check, enabled the way `systemctl enable` would. */
+async function installDrillCheck(root: string, spec: DrillSpec) {
+  for (const file of drillCheckFiles(spec)) {
+    const target = path.join(root, file.path);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeFile(target, file.content, { mode: file.mode });
+    await chmod(target, file.mode);
+  }
+  const link = path.join(root, DRILL_ENABLE_LINK.path);
+  await mkdir(path.dirname(link), { recursive: true });
+  await rm(link, { force: true });
+  await symlink(DRILL_ENABLE_LINK.target, link);
 }
 
 /** The pseudo filesystems a chroot into the recovered system needs, mounted and undone. */

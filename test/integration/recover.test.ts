@@ -97,6 +97,7 @@ describe.runIf(root)("lifeboat recover on loop devices (root)", () => {
           console: { write: (t) => void consoleText.push(t), isTTY: false },
           log: new RecoveryLog({ write: (t) => void consoleText.push(t) }, null),
           verbose: false,
+          drill: null,
           ...extra,
         });
 

@@ -47,6 +47,7 @@ describe("kernel command line", () => {
       keyUrls: { cr_home: "http://10.0.2.100/k" },
       maps: { "/dev/vda": "/dev/nvme0n1" },
       after: "poweroff",
+      drill: false,
     });
     expect(parseCmdline("lifeboat.auto=1").mode).toBe("auto");
     expect(parseCmdline("lifeboat.auto=0").mode).toBeNull();

@@ -10,6 +10,7 @@ import { inputError, usageError } from "../../../common/errors.ts";
 import { loadKeyFile } from "../../../common/repository/keys.ts";
 import { readLayoutFile } from "../../../layouts/document.ts";
 import { parseCmdline, type RescueCmdline } from "../../../rescue/recover/cmdline.ts";
+import { DrillSpecSchema, type DrillSpec } from "../../../rescue/recover/drill-check.ts";
 import { RecoveryLog } from "../../../rescue/recover/log.ts";
 import { runRecovery } from "../../../rescue/recover/recover.ts";
 import { connectionOptions } from "../../client/connect.ts";
@@ -113,6 +114,10 @@ export const recoverCommand: Command = {
       value: "DIR",
       description: "Recover offline from an exported snapshot (e.g. the one on the rescue medium)",
     },
+    drill: {
+      type: "boolean",
+      description: `A restore drill: leave the one-shot drill check (spec in ${RESCUE_ETC}/drill.json)`,
+    },
     "no-cmdline": { type: "boolean", description: "Ignore lifeboat.* on the kernel command line" },
     verbose: { type: "boolean", description: "Show every tool's output as it runs" },
     json: { type: "boolean", description: "Print the result (steps, timings) as JSON" },
@@ -171,6 +176,7 @@ export const recoverCommand: Command = {
       console: ctx.stderr,
       log,
       verbose: ctx.flag("verbose"),
+      drill: ctx.flag("drill") || cmdline.drill ? await readDrillSpec() : null,
       ask: interactive ? askLine : undefined,
       askSecret: interactive ? askHidden : undefined,
     });
@@ -199,6 +205,21 @@ async function serverClient(
     config,
   });
   return new ApiClient(connection.server, connection.token, { ca: connection.ca });
+}
+
+/** The drill's probes and sampled files, from the rescue image; none is an empty check. */
+async function readDrillSpec(): Promise<DrillSpec> {
+  const file = `${RESCUE_ETC}/drill.json`;
+  if (!existsSync(file)) return DrillSpecSchema.parse({});
+  const parsed = DrillSpecSchema.safeParse(JSON.parse(await readFile(file, "utf8")));
+  if (!parsed.success) {
+    throw inputError(
+      "LB_DRILL_SPEC",
+      `${file} is not a valid drill spec: ${parsed.error.issues[0]?.message}.`,
+      "The drill orchestrator writes it; rebuild the drill's rescue image.",
+    );
+  }
+  return parsed.data;
 }
 
 /** One line from the terminal; the reader is closed again so a hidden prompt can follow. */
