@@ -286,7 +286,7 @@ function moduleRoot(kernel: RescueKernel, workDir: string): string {
 }
 
 async function loadConfig(options: RescueBuildOptions) {
-  if (options.configFile === null) return { config: null, file: "none: --no-config" };
+  if (options.configFile === null) return { config: null, file: null };
   const env = options.env ?? process.env;
   const explicit = options.configFile ?? (env.LIFEBOAT_CONFIG || undefined);
   const file = path.resolve(explicit ?? DEFAULT_CONFIG_FILE);
@@ -363,11 +363,11 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
   let rewritten: AgentConfig | null = null;
   if (config === null) {
     warnings.push(
-      `No agent config (${configFile}): the image knows no server or token. Recovery will need ` +
+      `No agent config (${configFile ?? "--no-config"}): the image knows no server or token. Recovery will need ` +
         "lifeboat.server= on the kernel command line and a token, or files added by hand.",
     );
   } else {
-    const result = rewriteAgentConfig(config, path.dirname(configFile));
+    const result = rewriteAgentConfig(config, path.dirname(configFile ?? "/"));
     rewritten = result.config;
     embedded.push(...result.files);
     if (config.token !== undefined) secrets.push("the host token (inline in agent.json)");
