@@ -283,8 +283,16 @@ case "$MODE" in
     run_shell
     ;;
   auto)
-    setsid -c ${RESCUE_PATHS.wrapper} recover --auto < /dev/console > /dev/console 2>&1
-    status=$?
+    # Nothing to ask: the output goes to every console (screen and serial), through tee.
+    others=""
+    for c in $CONSOLES; do [ "$c" = "$MAIN_CONSOLE" ] || others="$others /dev/$c"; done
+    if [ -n "$others" ]; then
+      { setsid ${RESCUE_PATHS.wrapper} recover --auto < /dev/null 2>&1; echo $? > /run/lifeboat/recover.status; } | tee $others > /dev/console
+      status=$(cat /run/lifeboat/recover.status 2>/dev/null || echo 1)
+    else
+      setsid -c ${RESCUE_PATHS.wrapper} recover --auto < /dev/console > /dev/console 2>&1
+      status=$?
+    fi
     if [ $status = 0 ]; then
       log "recovery finished"
       case "$AFTER" in
