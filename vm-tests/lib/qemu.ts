@@ -226,6 +226,11 @@ export class Vm {
     return !this.exited;
   }
 
+  /** QEMU's process id (for pid files that let a restarted server clean up). */
+  get pid(): number | undefined {
+    return this.process.pid;
+  }
+
   elapsedMs(): number {
     return performance.now() - this.startedAt;
   }
