@@ -27,6 +27,8 @@ import { readLayoutFile, serializeLayout } from "../layouts/document.ts";
 import { LVM_CONFIG } from "../layouts/plan/steps.ts";
 import type { Layout } from "../layouts/schema.ts";
 import {
+  EMBEDDED_SNAPSHOT_DIR,
+  EMBEDDED_SNAPSHOT_MOUNTED,
   luksKeyDest,
   RESCUE_PATHS,
   RESCUE_VOLUME_ID,
@@ -73,6 +75,11 @@ export interface RescueBuildOptions {
   defaultEntry?: RescueEntry;
   /** Extra kernel command line words for every menu entry. */
   cmdline?: string;
+  /**
+   * A snapshot export ('snapshots export') to put on the ISO for offline recovery; the
+   * rescue system mounts the medium and recovers from it (lifeboat.from=...).
+   */
+  embedDir?: string;
   timeoutSeconds?: number;
   /** zstd level for the initramfs (1-19). */
   compressionLevel?: number;
@@ -327,6 +334,23 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
   const secrets: string[] = [];
   const defaultEntry = options.defaultEntry ?? "interactive";
   const extraArgs = parseExtraCmdline(options.cmdline);
+  if (options.embedDir !== undefined) {
+    if (options.out === undefined) {
+      throw usageError(
+        "LB_RESCUE_EMBED_PXE",
+        "An embedded snapshot goes on the ISO; PXE files alone can't carry one.",
+        "Add --out FILE.iso.",
+      );
+    }
+    if (!existsSync(path.join(options.embedDir, "export.json"))) {
+      throw inputError(
+        "LB_EXPORT_INCOMPLETE",
+        `${options.embedDir} holds no complete snapshot export.`,
+        "Export it with 'lifeboat snapshots export ID --out DIR'.",
+      );
+    }
+    extraArgs.push(`lifeboat.from=${EMBEDDED_SNAPSHOT_MOUNTED}`);
+  }
 
   if (options.out !== undefined) {
     for (const tool of ["grub-mkrescue", "xorriso", "mformat"]) {
@@ -527,6 +551,17 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
         initrdPath: "/boot/initrd.zst",
       });
       writeFileSync(path.join(tree, "boot", "grub", "grub.cfg"), grubCfg);
+      if (options.embedDir !== undefined) {
+        progress("adding the embedded snapshot");
+        mkdirSync(path.dirname(path.join(tree, EMBEDDED_SNAPSHOT_DIR)), { recursive: true });
+        await runTool([
+          "cp",
+          "-a",
+          "--reflink=auto",
+          options.embedDir,
+          path.join(tree, EMBEDDED_SNAPSHOT_DIR),
+        ]);
+      }
       await runTool(
         [
           "grub-mkrescue",

@@ -25,6 +25,11 @@ export const RESCUE_PATHS = {
   initLog: "/run/lifeboat/init.log",
 } as const;
 
+/** Where an embedded snapshot export sits on the ISO, and where the rescue system sees it. */
+export const EMBEDDED_SNAPSHOT_DIR = "lifeboat/snapshot";
+export const MEDIUM_MOUNT = "/run/lifeboat/medium";
+export const EMBEDDED_SNAPSHOT_MOUNTED = `${MEDIUM_MOUNT}/${EMBEDDED_SNAPSHOT_DIR}`;
+
 /** The ISO's volume label; the planner never uses a disk that carries it (agent/layout). */
 export const RESCUE_VOLUME_ID = "LIFEBOAT_RESCUE";
 

@@ -17,7 +17,13 @@
 // the lifeboat wrapper are called by full path.
 
 import { MODULE_LOAD_ORDER } from "./initramfs.ts";
-import { RESCUE_PATHS, RESCUE_READY_MARKER } from "./contract.ts";
+import {
+  EMBEDDED_SNAPSHOT_MOUNTED,
+  MEDIUM_MOUNT,
+  RESCUE_PATHS,
+  RESCUE_READY_MARKER,
+  RESCUE_VOLUME_ID,
+} from "./contract.ts";
 
 export const UDHCPC_SCRIPT_PATH = "/usr/share/lifeboat/udhcpc.script";
 
@@ -188,6 +194,20 @@ for dev in /sys/class/block/*; do
   disks="$disks $name($((size / 2097152))G)"
 done
 log "disks:\${disks:- none}"
+
+# --- the rescue medium: mounted read-only when it carries an embedded snapshot
+medium=$(findfs LABEL=${RESCUE_VOLUME_ID} 2>/dev/null)
+if [ -n "$medium" ]; then
+  mkdir -p ${MEDIUM_MOUNT}
+  if mount -t iso9660 -o ro "$medium" ${MEDIUM_MOUNT} 2>> $LOG; then
+    if [ -f ${EMBEDDED_SNAPSHOT_MOUNTED}/export.json ]; then
+      log "medium: $medium, embedded snapshot at ${EMBEDDED_SNAPSHOT_MOUNTED}"
+    else
+      umount ${MEDIUM_MOUNT} 2>/dev/null
+      log "medium: $medium (no embedded snapshot)"
+    fi
+  fi
+fi
 
 # --- network
 net_links() {

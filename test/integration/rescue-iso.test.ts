@@ -18,7 +18,11 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentConfigSchema } from "../../agent/config.ts";
 import { buildRescueImage, type RescueBuildResult } from "../../rescue/build.ts";
-import { RESCUE_VOLUME_ID, RescueInfoSchema } from "../../rescue/contract.ts";
+import {
+  EMBEDDED_SNAPSHOT_MOUNTED,
+  RESCUE_VOLUME_ID,
+  RescueInfoSchema,
+} from "../../rescue/contract.ts";
 import { ensureDebianKernel, type DebianKernel } from "../../vm-tests/lib/debian-kernel.ts";
 
 const LAYOUT = path.join(import.meta.dirname, "..", "fixtures", "vm", "c-raid1-luks-lvm-xfs.json");
@@ -278,4 +282,42 @@ describe("a failed build", () => {
     expect(readdirSync(path.dirname(out))).toEqual([]);
     expect(lifeboatTemps()).toEqual([]);
   }, 120_000);
+});
+
+describe("a rescue ISO with an embedded snapshot", () => {
+  it("carries the export under its full names and tells the rescue system where it is", async () => {
+    const exported = path.join(work, "export");
+    const chunk = "ab".repeat(32);
+    mkdirSync(path.join(exported, "chunks"), { recursive: true });
+    writeFileSync(path.join(exported, "chunks", chunk), "blob");
+    writeFileSync(path.join(exported, "manifest"), "manifest");
+    writeFileSync(path.join(exported, "export.json"), "{}");
+    const out = path.join(work, "out", "embedded.iso");
+    const built = await buildRescueImage({
+      out,
+      kernel: kernel.vmlinuz,
+      modules: kernel.modulesDir,
+      layoutFile: LAYOUT,
+      configFile: null,
+      embedDir: exported,
+      defaultEntry: "auto",
+    });
+    expect(built.cmdline).toContain(`lifeboat.from=${EMBEDDED_SNAPSHOT_MOUNTED}`);
+    const files = execFileSync("xorriso", ["-indev", out, "-find", "/lifeboat", "-type", "f"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "ignore"],
+    });
+    expect(files).toContain(`/lifeboat/snapshot/chunks/${chunk}`);
+    expect(files).toContain("/lifeboat/snapshot/export.json");
+    const grubFile = path.join(work, "embedded-grub.cfg");
+    execFileSync(
+      "xorriso",
+      ["-osirrox", "on", "-indev", out, "-extract", "/boot/grub/grub.cfg", grubFile],
+      {
+        stdio: "ignore",
+      },
+    );
+    const grub = readFileSync(grubFile, "utf8");
+    expect(grub).toContain(`lifeboat.from=${EMBEDDED_SNAPSHOT_MOUNTED}`);
+  }, 300_000);
 });

@@ -5,7 +5,7 @@ import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { LifeboatError } from "../../common/errors.ts";
 import { readLayoutFile } from "../../layouts/document.ts";
-import { checkBuildOptions, resolvePrograms } from "../../rescue/build.ts";
+import { buildRescueImage, checkBuildOptions, resolvePrograms } from "../../rescue/build.ts";
 import { luksKeyDest, RESCUE_PATHS, rewriteAgentConfig } from "../../rescue/contract.ts";
 import { parseExtraCmdline, renderGrubConfig, renderPxelinuxConfig } from "../../rescue/grub.ts";
 import { renderInit, UDHCPC_SCRIPT } from "../../rescue/init.ts";
@@ -264,10 +264,30 @@ describe("checkBuildOptions", () => {
 });
 
 describe("lifeboat rescue build (CLI)", () => {
-  it("refuses --embed until it exists, rather than ignoring it", async () => {
-    const result = await cli("rescue", "build", "--out", "x.iso", "--embed", "latest");
-    expect(result.code).toBe(2);
-    expect(result.stderr).toContain("LB_RESCUE_EMBED_UNSUPPORTED");
+  it("--embed needs the server it exports from, and an ISO to carry it", async () => {
+    const env = process.env.LIFEBOAT_CONFIG;
+    process.env.LIFEBOAT_CONFIG = "/nonexistent/agent.json";
+    try {
+      const noServer = await cli(
+        "rescue",
+        "build",
+        "--out",
+        "x.iso",
+        "--embed",
+        "latest",
+        "--no-config",
+        "--layout",
+        "/nonexistent.json",
+      );
+      expect(noServer.code).toBe(2);
+      expect(noServer.stderr).toContain("LB_NO_SERVER");
+    } finally {
+      if (env === undefined) delete process.env.LIFEBOAT_CONFIG;
+      else process.env.LIFEBOAT_CONFIG = env;
+    }
+    await expect(
+      buildRescueImage({ pxeDir: "/tmp/x", embedDir: "/tmp/y", layoutFile: "/nonexistent.json" }),
+    ).rejects.toThrow(/PXE files alone can't carry one/);
   });
 
   it("checks --default-entry and contradicting config flags", async () => {

@@ -1,12 +1,19 @@
 // lifeboat rescue build: this host's bootable rescue ISO (and/or PXE files). See rescue/build.ts.
 
-import { environmentError, usageError } from "../../../common/errors.ts";
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { environmentError, inputError, usageError } from "../../../common/errors.ts";
+import { loadKeyFile } from "../../../common/repository/keys.ts";
 import { LIFEBOAT_VERSION } from "../../../common/version.ts";
 import { captureLayout } from "../../../layouts/capture/capture.ts";
 import { buildRescueImage, DEFAULT_COMPRESSION_LEVEL } from "../../../rescue/build.ts";
 import { RESCUE_ENTRIES, type RescueEntry } from "../../../rescue/grub.ts";
 import { liveSource } from "../../capture/live-source.ts";
-import type { Command } from "../command.ts";
+import { connectionOptions, openClient } from "../../client/connect.ts";
+import { exportSnapshot } from "../../client/local.ts";
+import { loadAgentConfig } from "../../config.ts";
+import type { Command, CommandContext } from "../command.ts";
 
 function luksKeys(values: string[]): Record<string, string> {
   const out: Record<string, string> = {};
@@ -42,6 +49,7 @@ export const rescueBuildCommand: Command = {
     "--modules takes the kernel's module directory itself (…/lib/modules/VERSION).\n" +
     "The ISO holds secrets when the config has a token or key: it is written mode 0600.",
   options: {
+    ...connectionOptions,
     out: { type: "string", value: "FILE.iso", description: "Write the hybrid ISO here" },
     pxe: {
       type: "string",
@@ -106,7 +114,7 @@ export const rescueBuildCommand: Command = {
     embed: {
       type: "string",
       value: "SNAPSHOT",
-      description: "Put a snapshot inside the ISO (not supported yet)",
+      description: "Put this snapshot on the ISO, to recover without the server ('latest' works)",
     },
     json: { type: "boolean", description: "Print the result as JSON" },
   },
@@ -117,13 +125,6 @@ export const rescueBuildCommand: Command = {
     "lifeboat rescue build --pxe /srv/tftp/lifeboat --kernel vmlinuz-6.1.0-56-amd64 --modules ./lib/modules/6.1.0-56-amd64",
   ],
   async run(ctx) {
-    if (ctx.string("embed") !== undefined) {
-      throw usageError(
-        "LB_RESCUE_EMBED_UNSUPPORTED",
-        "--embed (a snapshot inside the ISO for offline recovery) is not supported yet.",
-        "Build without --embed; the rescue system fetches the snapshot from the server.",
-      );
-    }
     if (ctx.flag("no-config") && ctx.string("config") !== undefined) {
       throw usageError("LB_USAGE", "--config and --no-config contradict each other.");
     }
@@ -145,7 +146,16 @@ export const rescueBuildCommand: Command = {
     const progress = (line: string) => {
       if (!ctx.json) ctx.stderr.write(`lifeboat: ${line}\n`);
     };
+    const embedded = ctx.string("embed")
+      ? await exportForEmbedding(
+          ctx,
+          ctx.string("embed")!,
+          ctx.flag("no-config") ? null : ctx.string("config"),
+          progress,
+        )
+      : null;
     const result = await buildRescueImage({
+      embedDir: embedded?.dir,
       out: ctx.string("out"),
       pxeDir: ctx.string("pxe"),
       kernel: ctx.string("kernel"),
@@ -166,7 +176,7 @@ export const rescueBuildCommand: Command = {
           now: new Date(),
           capturedBy: `lifeboat ${LIFEBOAT_VERSION}`,
         }),
-    });
+    }).finally(() => embedded?.cleanup());
     if (ctx.json) {
       ctx.stdout.write(`${JSON.stringify(result)}\n`);
       return;
@@ -194,3 +204,41 @@ export const rescueBuildCommand: Command = {
 };
 
 export const rescueCommands: Command[] = [rescueBuildCommand];
+
+/**
+ * Exports the snapshot to embed into a temporary directory, with the server, token and key
+ * of the same agent config the image carries. 'latest' is the host's newest snapshot.
+ */
+async function exportForEmbedding(
+  ctx: CommandContext,
+  wanted: string,
+  configFile: string | null | undefined,
+  progress: (line: string) => void,
+): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const config = configFile === null ? null : await loadAgentConfig(configFile);
+  const client = await openClient(ctx, config);
+  const keys = config?.keyFile ? (await loadKeyFile(config.keyFile)).keys : null;
+  let snapshot = wanted;
+  if (wanted === "latest") {
+    const list = await client.listSnapshots(config?.host);
+    const newest = list.sort((a, b) => a.createdAt.localeCompare(b.createdAt)).at(-1);
+    if (!newest) {
+      throw inputError(
+        "LB_RESCUE_EMBED_NONE",
+        "There is no snapshot to embed yet.",
+        "Run 'lifeboat backup' first.",
+      );
+    }
+    snapshot = newest.id;
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), "lifeboat-embed-"));
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  try {
+    progress(`exporting snapshot ${snapshot} to embed it`);
+    await exportSnapshot({ client, keys, snapshot, dir: path.join(dir, "snapshot") });
+    return { dir: path.join(dir, "snapshot"), cleanup };
+  } catch (error) {
+    await cleanup();
+    throw error;
+  }
+}
