@@ -45,6 +45,12 @@ import {
   type RescueEntry,
 } from "./grub.ts";
 import { renderInit, UDHCPC_SCRIPT, UDHCPC_SCRIPT_PATH } from "./init.ts";
+import {
+  buildSignedEfiImage,
+  locateSignedBootFiles,
+  renderXorrisoHook,
+  SIGNED_BOOT_PATHS,
+} from "./secureboot.ts";
 import { buildInitramfs, type InitramfsFile, type InitramfsProgram } from "./initramfs.ts";
 import { locateKernel, type RescueKernel } from "./kernel.ts";
 import { DEFAULT_RESCUE_MODULES, readModuleIndex, resolveModuleNames } from "./modules.ts";
@@ -80,6 +86,12 @@ export interface RescueBuildOptions {
    * rescue system mounts the medium and recovers from it (lifeboat.from=...).
    */
   embedDir?: string;
+  /**
+   * Where Debian's signed shim and GRUB are (a root holding usr/lib/shim/... and
+   * usr/lib/grub/x86_64-efi-signed/...): the host's / by default; null builds an ISO
+   * that boots only with Secure Boot off.
+   */
+  signedBootRoot?: string | null;
   timeoutSeconds?: number;
   /** zstd level for the initramfs (1-19). */
   compressionLevel?: number;
@@ -104,6 +116,8 @@ export interface RescueBuildResult {
   seconds: { total: number; initramfs: number; iso: number };
   defaultEntry: RescueEntry;
   cmdline: string[];
+  /** Whether the UEFI side boots through signed shim and GRUB (works with Secure Boot on). */
+  secureBoot: boolean;
 }
 
 export const DEFAULT_COMPRESSION_LEVEL = 9;
@@ -370,6 +384,17 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
     if (findTool(tool) === undefined) throw missingToolError(tool, "building the image needs it");
   }
   const kernel = locateKernel({ kernel: options.kernel, modules: options.modules });
+  const signed =
+    options.out === undefined || options.signedBootRoot === null
+      ? null
+      : locateSignedBootFiles(options.signedBootRoot ?? "/");
+  if (options.signedBootRoot && signed === null) {
+    throw inputError(
+      "LB_RESCUE_SIGNED_BOOT",
+      `${options.signedBootRoot} has no signed shim and GRUB (${SIGNED_BOOT_PATHS.shim}, ${SIGNED_BOOT_PATHS.grub}).`,
+      "Unpack Debian's shim-signed and grub-efi-amd64-signed there (dpkg -x), or leave the option out.",
+    );
+  }
 
   // The host's data.
   let layout: Layout;
@@ -551,6 +576,18 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
         initrdPath: "/boot/initrd.zst",
       });
       writeFileSync(path.join(tree, "boot", "grub", "grub.cfg"), grubCfg);
+      // Debian's signed GRUB finds the medium by this file.
+      mkdirSync(path.join(tree, ".disk"), { recursive: true });
+      writeFileSync(path.join(tree, ".disk", "info"), `Lifeboat rescue ${LIFEBOAT_VERSION}\n`);
+      const hook: string[] = [];
+      if (signed !== null) {
+        progress("using signed shim and GRUB for UEFI (Secure Boot)");
+        const efiImage = path.join(workDir, "efi-secureboot.img");
+        await buildSignedEfiImage(signed, efiImage);
+        const wrapper = path.join(workDir, "xorriso-hook");
+        writeFileSync(wrapper, renderXorrisoHook(efiImage, findTool("xorriso")!), { mode: 0o755 });
+        hook.push(`--xorriso=${wrapper}`);
+      }
       if (options.embedDir !== undefined) {
         progress("adding the embedded snapshot");
         mkdirSync(path.dirname(path.join(tree, EMBEDDED_SNAPSHOT_DIR)), { recursive: true });
@@ -565,6 +602,7 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
       await runTool(
         [
           "grub-mkrescue",
+          ...hook,
           "--compress=xz",
           "--fonts=",
           "--locales=",
@@ -631,6 +669,7 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
       },
       defaultEntry,
       cmdline: extraArgs,
+      secureBoot: signed !== null,
     };
   } finally {
     process.removeListener("SIGINT", onSignal);

@@ -93,17 +93,21 @@ function memberName(member: string): string {
 
 /** Runs `tar` with `args` confined to `target` (see the top of this file). */
 function confinedTar(target: string, args: string[]) {
+  // Absolute paths: a busybox sh (the rescue system's) would otherwise run its own tar and
+  // mount applets, which know neither --xattrs nor nosymfollow.
   const script = [
     "set -e",
-    'mount --bind "$1" "$1"',
-    'mount -o remount,bind,nosymfollow "$1"',
-    "shift",
-    'exec tar "$@"',
+    "mount=$1 tar=$2 target=$3",
+    "shift 3",
+    '"$mount" --bind "$target" "$target"',
+    '"$mount" -o remount,bind,nosymfollow "$target"',
+    'exec "$tar" "$@"',
   ].join("\n");
-  // $0 names the script in sh's messages; $1 is the target; the rest goes to tar. unshare
-  // and sh exec in place, so the child's pid is tar's by the time data flows.
+  // $0 names the script in sh's messages; then mount, tar and the target; the rest goes to
+  // tar. unshare and sh exec in place, so the child's pid is tar's by the time data flows.
   const argv = ["--mount", "--propagation", "private", "/bin/sh", "-c", script];
-  return spawn("unshare", [...argv, "lifeboat-extract", target, ...args], {
+  const tools = [findTool("mount")!, findTool("tar")!];
+  return spawn("unshare", [...argv, "lifeboat-extract", ...tools, target, ...args], {
     stdio: ["pipe", "ignore", "pipe"],
     env: { ...process.env, LC_ALL: "C" },
   });
@@ -153,7 +157,9 @@ export async function extractTar(options: ExtractOptions): Promise<ExtractResult
     // tar stopped reading (the end-of-archive blocks, or it failed); its exit status says.
   }
   const { code, signal } = await exited;
-  return judge(target, code, signal, stderr());
+  // tar names itself by the path it was started with; its messages read "tar: ..." here.
+  const tarPath = findTool("tar")!;
+  return judge(target, code, signal, stderr().replaceAll(`${tarPath}: `, "tar: "));
 }
 
 async function checkWithin(target: string, within: string) {

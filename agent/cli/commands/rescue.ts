@@ -106,6 +106,15 @@ export const rescueBuildCommand: Command = {
       description: "Extra kernel arguments for every entry",
     },
     timeout: { type: "string", value: "SECONDS", description: "Menu timeout (default 5)" },
+    "signed-boot": {
+      type: "string",
+      value: "DIR",
+      description: "Where Debian's signed shim and GRUB are unpacked (default: this machine's /)",
+    },
+    "no-secure-boot": {
+      type: "boolean",
+      description: "Use unsigned GRUB for UEFI (the ISO then boots only with Secure Boot off)",
+    },
     "zstd-level": {
       type: "string",
       value: "N",
@@ -156,6 +165,7 @@ export const rescueBuildCommand: Command = {
       : null;
     const result = await buildRescueImage({
       embedDir: embedded?.dir,
+      signedBootRoot: ctx.flag("no-secure-boot") ? null : ctx.string("signed-boot"),
       out: ctx.string("out"),
       pxeDir: ctx.string("pxe"),
       kernel: ctx.string("kernel"),
@@ -192,6 +202,11 @@ export const rescueBuildCommand: Command = {
       `  host ${result.host ?? "(unknown)"}, kernel ${result.kernelVersion}, initramfs ${mb(result.initramfsBytes)}, ` +
         `${result.modules.loaded} modules, built in ${result.seconds.total.toFixed(1)} s`,
       `  boots to: ${result.defaultEntry}${result.cmdline.length ? ` (${result.cmdline.join(" ")})` : ""}`,
+      result.iso
+        ? result.secureBoot
+          ? "  UEFI: signed shim and GRUB, boots with Secure Boot on or off"
+          : "  UEFI: unsigned GRUB, boots only with Secure Boot off (install shim-signed and grub-efi-amd64-signed, or pass --signed-boot DIR)"
+        : "",
     );
     if (result.secrets.length > 0) {
       lines.push(
