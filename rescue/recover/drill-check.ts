@@ -58,14 +58,16 @@ export const DRILL_REPORT_BLOCK = "drill-report";
 const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
 export function renderDrillUnit(): string {
+  // Type=simple, not after multi-user.target: the boot marker must come as soon as systemd
+  // runs services, even if some other unit holds the boot up; the script itself then waits
+  // for the boot to finish (is-system-running --wait), which a oneshot ordered into the
+  // boot could not do without waiting for itself.
   return `[Unit]
 Description=Lifeboat restore drill check (runs once, then removes itself)
-After=multi-user.target
 
 [Service]
-Type=oneshot
+Type=simple
 ExecStart=/bin/sh ${DRILL_DIR}/check.sh
-TimeoutStartSec=infinity
 
 [Install]
 WantedBy=multi-user.target
@@ -91,7 +93,7 @@ json_string() { printf '%s' "$1" | sed -e 's/\\\\/\\\\\\\\/g' -e 's/"/\\\\"/g' -
 json_fix() { sed -e 's/\\\\x/\\\\\\\\x/g'; }
 
 say "${DRILL_BOOTED_MARKER} host=$(hostname)"
-state=$(systemctl is-system-running --wait 2>/dev/null)
+state=$(timeout 600 systemctl is-system-running --wait 2>/dev/null)
 failed=$(systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | awk '{print $1}')
 
 : > "$WORK/files"

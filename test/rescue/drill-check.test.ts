@@ -72,8 +72,9 @@ describe("the drill check", () => {
     );
   });
 
-  it("runs after boot and is wanted by multi-user.target", () => {
-    expect(renderDrillUnit()).toMatch(/After=multi-user.target[\s\S]*WantedBy=multi-user.target/);
+  it("starts with the services (not after the boot, which a stuck unit could hold up)", () => {
+    expect(renderDrillUnit()).toMatch(/Type=simple[\s\S]*WantedBy=multi-user.target/);
+    expect(renderDrillUnit()).not.toContain("After=multi-user.target");
     expect(() => DrillSpecSchema.parse({ probes: [{ name: "bad name", command: "x" }] })).toThrow();
     expect(() => DrillSpecSchema.parse({ sampleFiles: ["relative"] })).toThrow();
   });
