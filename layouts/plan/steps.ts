@@ -282,12 +282,29 @@ function luksSteps(c: Context, luks: Luks) {
   argv.push("--key-file", keyFile, device);
   const format = `luks-format:${device}`;
   const mapper = `/dev/mapper/${name}`;
+  const header = c.options.luksHeaders?.[luks.uuid];
   add(c, {
     id: format,
     kind: "luks-format",
-    title: `Encrypt ${device} with LUKS${luks.version} (UUID ${luks.uuid})`,
+    title: header
+      ? `Restore the captured LUKS${luks.version} header (UUID ${luks.uuid}, every keyslot) on ${device}`
+      : `Encrypt ${device} with LUKS${luks.version} (UUID ${luks.uuid})`,
     dependsOn: [creatorOf(c, device, `LUKS ${luks.uuid}`)],
-    commands: [{ argv: ["cryptsetup", "close", name], onlyIf: ["test", "-b", mapper] }, { argv }],
+    commands: [
+      { argv: ["cryptsetup", "close", name], onlyIf: ["test", "-b", mapper] },
+      {
+        argv: header
+          ? [
+              "cryptsetup",
+              "luksHeaderRestore",
+              "--batch-mode",
+              "--header-backup-file",
+              header,
+              device,
+            ]
+          : argv,
+      },
+    ],
     destroys: [],
   });
   add(

@@ -38,6 +38,12 @@ export interface PlanOptions {
   targetRoot: string | null;
   /** Key file per LUKS device (by mapper name or UUID); a default path is planned otherwise. */
   keyFiles: Record<string, string>;
+  /**
+   * A luksHeaderBackup file per LUKS UUID (from the snapshot): the header is restored
+   * instead of formatted anew, so every keyslot (passphrases, key files in the initramfs)
+   * and the volume key are the captured ones.
+   */
+  luksHeaders?: Record<string, string>;
 }
 
 export type StepKind =

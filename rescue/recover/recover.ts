@@ -17,11 +17,13 @@
 // with an error that names the step; rerunning `lifeboat recover` picks up from there.
 
 import { execa } from "execa";
+import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chmod, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { environmentError, inputError, LifeboatError } from "../../common/errors.ts";
 import { runTool } from "../../common/exec.ts";
+import { decodeBlob } from "../../common/repository/blob.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { Manifest } from "../../common/repository/manifest.ts";
 import { formatBytes } from "../../common/units.ts";
@@ -214,7 +216,7 @@ async function recoverSteps(
   let plan: Plan;
   let keyFiles: Record<string, string>;
   for (;;) {
-    ({ plan, keyFiles } = await step("plan", () => makePlan(options, layout)));
+    ({ plan, keyFiles } = await step("plan", () => makePlan(options, layout, manifest)));
     log.say(describeRecovery(snapshotInfo, manifest, plan));
     if (options.auto || !options.ask) break;
     const answer = (
@@ -361,8 +363,9 @@ async function connect(options: RecoverOptions, wanted: string | null) {
   return { snapshotInfo, manifest, layout };
 }
 
-async function makePlan(options: RecoverOptions, layout: Layout) {
+async function makePlan(options: RecoverOptions, layout: Layout, manifest: Manifest) {
   const keyFiles = { ...options.keyFiles };
+  const luksHeaders = await fetchLuksHeaders(options, layout, manifest);
   for (const [name, url] of Object.entries(options.keyUrls)) {
     keyFiles[name] = await fetchKey(name, url, options.stateDir);
   }
@@ -390,8 +393,45 @@ async function makePlan(options: RecoverOptions, layout: Layout) {
     protect: inventory.protect,
     targetRoot: options.targetRoot,
     keyFiles,
+    luksHeaders,
   });
   return { plan, keyFiles };
+}
+
+/**
+ * The snapshot's luksHeaderBackup of each LUKS device in the layout, checked against its
+ * SHA-256 and written to the rescue system's tmpfs: restoring the header brings back every
+ * keyslot, so the restored system's crypttab key files and passphrases work unchanged.
+ */
+async function fetchLuksHeaders(
+  options: RecoverOptions,
+  layout: Layout,
+  manifest: Manifest,
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const dir = path.join(options.stateDir, "luks-headers");
+  for (const luks of layout.luks) {
+    const backup = manifest.luksHeaders.find((h) => h.uuid === luks.uuid);
+    if (!backup) continue;
+    const parts: Buffer[] = [];
+    for (const [id] of backup.chunks) {
+      parts.push(await decodeBlob(await options.client.getChunk(id), id, options.keys));
+    }
+    const header = Buffer.concat(parts);
+    if (createHash("sha256").update(header).digest("hex") !== backup.sha256) {
+      throw inputError(
+        "LB_REPO_CORRUPT_CHUNK",
+        `The LUKS header backup of ${luks.device} (UUID ${luks.uuid}) in snapshot ${manifest.id} does not match its checksum.`,
+        "Run 'lifeboat verify --read-data' on the server.",
+      );
+    }
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const file = path.join(dir, `${luks.uuid}.img`);
+    await writeFile(file, header, { mode: 0o600 });
+    out[luks.uuid] = file;
+    options.log.say(`LUKS ${luks.device}: the captured header (every keyslot) will be restored.`);
+  }
+  return out;
 }
 
 /** A LUKS passphrase from a key server: fetched once, kept in the rescue system's tmpfs. */

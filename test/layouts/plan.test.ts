@@ -489,6 +489,26 @@ describe("md RAID1, LUKS2 and LVM (fixture c)", () => {
     expect(format.at(-1)).toBe("/dev/md1");
   });
 
+  it("restores the captured LUKS header instead of formatting when the snapshot has one", () => {
+    const luks = c.luks[0]!;
+    const restored = planRestore(
+      c,
+      sameDisks(c),
+      options({ keyFiles: { "*": "/run/key" }, luksHeaders: { [luks.uuid]: "/run/h.img" } }),
+    );
+    expect(argvOf(restored, "luks-format:/dev/md1").at(-1)).toEqual([
+      "cryptsetup",
+      "luksHeaderRestore",
+      "--batch-mode",
+      "--header-backup-file",
+      "/run/h.img",
+      "/dev/md1",
+    ]);
+    expect(flat(restored)).not.toContain("luksFormat");
+    // Opening still uses the key file: the restored header holds the captured keyslots.
+    expect(argvOf(restored, "luks-open:cryptroot")[0]).toContain("/run/key");
+  });
+
   it("makes the xfs root with its UUID and label, and mounts /boot from md0", () => {
     const root = c.filesystems.find((fs) => fs.type === "xfs")!;
     expect(argvOf(plan, "mkfs:/dev/mapper/vg0-root")[0]!.join(" ")).toContain(`uuid=${root.uuid}`);
