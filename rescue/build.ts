@@ -45,6 +45,7 @@ import {
   type RescueEntry,
 } from "./grub.ts";
 import { renderInit, UDHCPC_SCRIPT, UDHCPC_SCRIPT_PATH } from "./init.ts";
+import { DrillSpecSchema, type DrillSpec } from "./recover/drill-check.ts";
 import {
   buildSignedEfiImage,
   locateSignedBootFiles,
@@ -92,6 +93,8 @@ export interface RescueBuildOptions {
    * that boots only with Secure Boot off.
    */
   signedBootRoot?: string | null;
+  /** A restore drill's check (probes, sampled files), read by recover with lifeboat.drill=1. */
+  drillSpec?: DrillSpec;
   timeoutSeconds?: number;
   /** zstd level for the initramfs (1-19). */
   compressionLevel?: number;
@@ -518,6 +521,15 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
       { dest: RESCUE_PATHS.bundle, source: bundle, mode: 0o644 },
       { dest: RESCUE_PATHS.layout, content: serializeLayout(layout), mode: 0o600 },
       { dest: RESCUE_PATHS.info, content: `${JSON.stringify(info, null, 2)}\n` },
+      ...(options.drillSpec
+        ? [
+            {
+              dest: RESCUE_PATHS.drillSpec,
+              content: `${JSON.stringify(DrillSpecSchema.parse(options.drillSpec), null, 2)}\n`,
+              mode: 0o600,
+            },
+          ]
+        : []),
       ...embedded.map((file) => ({ dest: file.dest, source: file.source, mode: file.mode })),
     ];
     if (rewritten !== null) {

@@ -15,6 +15,8 @@ export const RESCUE_PATHS = {
   ca: "/etc/lifeboat/ca.pem",
   /** LUKS passphrase files, one per name given with --luks-key NAME=FILE. */
   luksDir: "/etc/lifeboat/luks",
+  /** A restore drill's probes and sampled files (drill images only). */
+  drillSpec: "/etc/lifeboat/drill.json",
   /** RescueInfo: what this image is. */
   info: "/etc/lifeboat/rescue.json",
   /** The bundled CLI, the Node it runs on, and the wrapper on PATH. */

@@ -12,6 +12,7 @@ import { readLayoutFile } from "../../../layouts/document.ts";
 import { parseCmdline, type RescueCmdline } from "../../../rescue/recover/cmdline.ts";
 import { DrillSpecSchema, type DrillSpec } from "../../../rescue/recover/drill-check.ts";
 import { RecoveryLog } from "../../../rescue/recover/log.ts";
+import { RESCUE_PATHS } from "../../../rescue/contract.ts";
 import { runRecovery } from "../../../rescue/recover/recover.ts";
 import { connectionOptions } from "../../client/connect.ts";
 import { ApiClient } from "../../client/api.ts";
@@ -209,7 +210,7 @@ async function serverClient(
 
 /** The drill's probes and sampled files, from the rescue image; none is an empty check. */
 async function readDrillSpec(): Promise<DrillSpec> {
-  const file = `${RESCUE_ETC}/drill.json`;
+  const file = RESCUE_PATHS.drillSpec;
   if (!existsSync(file)) return DrillSpecSchema.parse({});
   const parsed = DrillSpecSchema.safeParse(JSON.parse(await readFile(file, "utf8")));
   if (!parsed.success) {
