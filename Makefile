@@ -38,8 +38,18 @@ bundle: setup
 record-fixtures: setup bundle
 	$(NODE) vm-tests/fixtures/record.ts $(SCENARIOS)
 
-## vm-test-rescue: build a rescue ISO and boot it under BIOS and UEFI (QEMU): time to ready, modules, disks, DHCP
+## vm-test-rescue: build a rescue ISO and boot it under BIOS, UEFI and UEFI with Secure Boot (QEMU): time to ready, modules, disks, DHCP
 vm-test-rescue: setup
+	$(NODE) vm-tests/rescue-boot.ts
+
+## vm-test: scenarios 1-3 end to end in QEMU (backup inside the VM, rescue ISO, automatic recovery, boot, compare), then the rescue boot check; CI runs it
+vm-test: setup
+	$(NODE) vm-tests/run.ts 1 2 3
+	$(NODE) vm-tests/rescue-boot.ts
+
+## vm-test-all: every scenario (btrfs, migrations onto NVMe, MBR logical) and the rescue boot check
+vm-test-all: setup
+	$(NODE) vm-tests/run.ts all
 	$(NODE) vm-tests/rescue-boot.ts
 
 ## bench: back up, change 1%, back up, restore: Lifeboat vs restic vs borg (root; BENCH_ARGS="--only restic,borg --keep")

@@ -20,10 +20,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { buildRescueImage } from "../rescue/build.ts";
 import { RESCUE_READY_MARKER } from "../rescue/contract.ts";
-import { ApiClient } from "../agent/client/api.ts";
-import { createServer } from "../server/app.ts";
 import { ensureDebianKernel, PROJECT_ROOT, type DebianKernel } from "./lib/debian-kernel.ts";
 import { withVm, type Firmware } from "./lib/qemu.ts";
+import { startLoopbackServer } from "./lib/server.ts";
 import { ensureSignedBootFiles } from "./lib/signed-boot.ts";
 
 type BootMode = Firmware | "uefi-sb";
@@ -146,16 +145,10 @@ async function main() {
   // A real server with the host registered and no snapshot: recovery must fail loudly.
   const dataDir = path.join(dir, "server");
   rmSync(dataDir, { recursive: true, force: true });
-  const server = await createServer({ dataDir, logger: false });
+  const server = await startLoopbackServer(dataDir);
   let ok = false;
-  await server.app.listen({ host: "127.0.0.1", port: 0 });
   try {
-    const address = server.app.server.address();
-    const port = typeof address === "object" && address ? address.port : 0;
-    const admin = new ApiClient(
-      `http://127.0.0.1:${port}`,
-      readFileSync(server.adminTokenFile, "utf8").trim(),
-    );
+    const { port, admin } = server;
     const layout = JSON.parse(readFileSync(LAYOUT, "utf8")) as { host: { hostname: string } };
     const { token } = await admin.addHost(layout.host.hostname);
     writeFileSync(path.join(dir, "host.token"), `${token}\n`, { mode: 0o600 });
@@ -166,7 +159,7 @@ async function main() {
     );
     ok = await run(dir, iso, kernel, configFile, firmwares, args, port);
   } finally {
-    await server.app.close();
+    await server.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
   if (!ok) process.exit(1);

@@ -1,0 +1,36 @@
+// The VM harness's comparison of the source and the restored system (pure parts).
+import { describe, expect, it } from "vitest";
+import { compareOutputs, comparisonProbes, HARNESS_SCENARIOS } from "../../vm-tests/run.ts";
+import { loadLayout } from "../helpers/fixtures.ts";
+
+describe("VM harness comparisons", () => {
+  it("compares disks, mounts and (UEFI) boot entries, without names and sizes after a migration", () => {
+    const bios = comparisonProbes(loadLayout("vm/a-bios-gpt-ext4.json"), false);
+    expect(bios.map((p) => p.name)).toEqual(["lsblk", "findmnt"]);
+    expect(bios[0]!.command).toContain("NAME,TYPE,FSTYPE,SIZE,UUID,PARTUUID,LABEL");
+    const moved = comparisonProbes(loadLayout("vm/b-uefi-lvm.json"), true);
+    expect(moved.map((p) => p.name)).toEqual(["lsblk", "findmnt", "efibootmgr"]);
+    expect(moved[0]!.command).not.toContain("SIZE");
+    expect(moved[1]!.command).not.toContain("SOURCE");
+  });
+
+  it("reports what differs, and what the restored system never reported", () => {
+    expect(
+      compareOutputs({ lsblk: "vda disk\n" }, [{ name: "lsblk", output: "vda disk" }]),
+    ).toEqual([]);
+    const problems = compareOutputs({ lsblk: "vda disk", findmnt: "/ ext4" }, [
+      { name: "lsblk", output: "vdb disk" },
+    ]);
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toContain("lsblk differs");
+    expect(problems[1]).toBe("findmnt: the restored system did not report it");
+  });
+
+  it("has the issue's scenarios, each on a fixture the provisioner knows", () => {
+    expect(HARNESS_SCENARIOS.map((s) => s.id)).toEqual(["1", "2", "3", "4", "5a", "5b", "6"]);
+    expect(HARNESS_SCENARIOS.find((s) => s.id === "5b")!.migrate).toEqual({
+      bus: "nvme",
+      scale: 0.8,
+    });
+  });
+});
