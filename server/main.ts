@@ -5,21 +5,9 @@
 import { readFile } from "node:fs/promises";
 import { environmentError, usageError } from "../common/errors.ts";
 import { createServer, type ServerOptions } from "./app.ts";
+import { parseListen } from "./listen.ts";
 
-export const DEFAULT_LISTEN = "127.0.0.1:8450";
-
-export function parseListen(value: string): { host: string; port: number } {
-  const match = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(value);
-  const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) {
-    throw usageError(
-      "LB_USAGE_LISTEN",
-      `--listen ${value} is not HOST:PORT.`,
-      `For example --listen ${DEFAULT_LISTEN} (loopback) or --listen [::1]:8450.`,
-    );
-  }
-  return { host: match[1]!.replace(/^\[|\]$/g, ""), port };
-}
+export { DEFAULT_LISTEN, parseListen } from "./listen.ts";
 
 export interface RunServerOptions extends Omit<ServerOptions, "https"> {
   listen: string;

@@ -4,7 +4,6 @@
 import { mkdtemp, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import si from "systeminformation";
 import { findTool, runTool } from "../../common/exec.ts";
 import { OUTPUT_FILE, type CaptureSource, type FileEntry } from "../../layouts/capture/source.ts";
 
@@ -74,6 +73,8 @@ export const liveSource: CaptureSource = {
   },
 
   async hardware() {
+    // Loaded on demand: only layout capture needs the hardware inventory.
+    const { default: si } = await import("systeminformation");
     const [system, baseboard, cpu, mem] = await Promise.all([
       si.system(),
       si.baseboard(),

@@ -1,6 +1,6 @@
 // lifeboat server: the backup server in the foreground.
 import { mkdir } from "node:fs/promises";
-import { DEFAULT_LISTEN, parseListen, runServer } from "../../../server/main.ts";
+import { DEFAULT_LISTEN, parseListen } from "../../../server/listen.ts";
 import type { Command } from "../command.ts";
 
 export const serverCommand: Command = {
@@ -35,6 +35,8 @@ export const serverCommand: Command = {
     // A mistyped address must not leave a new empty data directory behind.
     parseListen(listen);
     await mkdir(data, { recursive: true, mode: 0o700 });
+    // Loaded here, so that no other command pays for fastify and its plugins.
+    const { runServer } = await import("../../../server/main.ts");
     await runServer({
       dataDir: data,
       listen,
