@@ -18,7 +18,7 @@ import {
   rewriteIdentifiers,
 } from "../../rescue/recover/identifiers.ts";
 import { parseStepMarkers, RecoveryLog, stepMarker } from "../../rescue/recover/log.ts";
-import { chooseSnapshot } from "../../rescue/recover/recover.ts";
+import { chooseSnapshot, recoversBootPath } from "../../rescue/recover/recover.ts";
 import { loadLayout } from "../helpers/fixtures.ts";
 import { blankDisk, options, sameDisks } from "../helpers/targets.ts";
 
@@ -284,5 +284,23 @@ describe("recovery log", () => {
     ]);
     expect(stepMarker("x", "failed", 5)).toBe("LIFEBOAT-STEP x failed 5");
     expect(log.text()).toContain("2023-11-14T22:13:21.500Z [1/3] Wipe old signatures");
+  });
+});
+
+describe("what a recovery covers", () => {
+  it("installs a bootloader for whole machines and for layouts that hold the boot disk", () => {
+    const whole = loadLayout("vm/a-bios-gpt-ext4.json");
+    expect(recoversBootPath(whole)).toBe(true);
+    const partial = { ...whole, scope: { wholeMachine: false, disks: ["/dev/vda"] } };
+    expect(recoversBootPath(partial)).toBe(true);
+    const dataOnly = {
+      ...partial,
+      boot: { ...whole.boot, grubBiosDisks: ["/dev/vdz"] },
+    };
+    expect(recoversBootPath(dataOnly)).toBe(false);
+    const uefi = loadLayout("vm/b-uefi-lvm.json");
+    expect(recoversBootPath({ ...uefi, scope: { wholeMachine: false, disks: ["/dev/vda"] } })).toBe(
+      true,
+    );
   });
 });
