@@ -1,5 +1,7 @@
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { stepDurations } from "../../vm-tests/fixtures/record.ts";
+import { stepDurations } from "../../vm-tests/lib/provision.ts";
 import { SCENARIOS } from "../../vm-tests/fixtures/scenarios.ts";
 
 describe("stepDurations", () => {
@@ -26,7 +28,7 @@ describe("stepDurations", () => {
 
 describe("SCENARIOS", () => {
   it("are the seven fixtures issue 2 asks for, under their fixed names", () => {
-    expect(SCENARIOS.map((s) => s.name)).toEqual([
+    expect(SCENARIOS.filter((s) => !s.harnessOnly).map((s) => s.name)).toEqual([
       "a-bios-gpt-ext4",
       "b-uefi-lvm",
       "c-raid1-luks-lvm-xfs",
@@ -60,6 +62,25 @@ describe("SCENARIOS", () => {
       else expect(script).toMatch(/^mount_target .+ \/boot\/efi vfat /m);
     },
   );
+
+  it("have a recorded layout unless they are for the end-to-end harness only", () => {
+    for (const scenario of SCENARIOS) {
+      const recorded = existsSync(
+        path.join(import.meta.dirname, "..", "fixtures", "vm", `${scenario.name}.json`),
+      );
+      expect(recorded, scenario.name).toBe(scenario.harnessOnly !== true);
+    }
+  });
+
+  it("put the issue's scenario 3 ESP on md RAID1 with metadata 1.0, one NVRAM entry per member", () => {
+    const h = SCENARIOS.find((s) => s.name === "h-raid1-esp-luks-lvm-xfs")!;
+    expect(h.provision).toMatch(
+      /--metadata=1\.0 .*\n.*--name=esp .*"\$\(part "\$DISK0" 1\)" "\$\(part "\$DISK1" 1\)"/,
+    );
+    expect(h.provision).toMatch(/^mkfs\.vfat .* \/dev\/md2$/m);
+    expect(h.provision).toMatch(/^mount_target \/dev\/md2 \/boot\/efi vfat /m);
+    expect(h.provision).toContain('EFI_BOOT_ENTRIES="$DISK0:1 $DISK1:1"');
+  });
 
   it("puts the NVMe scenario on an NVMe disk", () => {
     expect(SCENARIOS.find((s) => s.name === "g-nvme")?.disks.map((d) => d.bus)).toEqual(["nvme"]);
