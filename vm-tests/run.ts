@@ -8,29 +8,40 @@
 //
 // Per scenario, in .work/vm-tests/<n>/:
 //  1. provision the source system's disks in a builder VM with plain sfdisk/mdadm/
-//     cryptsetup/lvm/mkfs scripts, never Lifeboat's planner (vm-tests/fixtures/record.ts);
+//     cryptsetup/lvm/mkfs scripts, never Lifeboat's planner (vm-tests/lib/provision.ts); the
+//     disks are kept in .work/fixtures/<scenario>/ keyed by everything that went into them,
+//     and every run boots them through copy-on-write overlays;
 //  2. start a Lifeboat server on 127.0.0.1, add the host, make a repository key;
-//  3. boot the source from copy-on-write overlays with a seed (QEMU fw_cfg): its run.sh configures
-//     the agent (server at 10.0.2.100:80 through QEMU's guestfwd, nothing else reachable),
-//     runs `lifeboat backup` (layout + every filesystem) and reports what the comparison
-//     needs (lsblk, findmnt, efibootmgr) on the data port;
+//  3. boot the source with a seed in QEMU's fw_cfg (a disk would enter the layout): the
+//     host's token and key exist for this run only, so they come in that way, with this
+//     run's Lifeboat bundle. The system's boot marker unit prints LIFEBOAT-BOOT-OK once
+//     every fstab entry is up; the seed's run.sh then configures the agent (server at
+//     10.0.2.100:80 through QEMU's guestfwd, nothing else reachable), sends the source's
+//     report (lsblk, findmnt, efibootmgr, a file manifest with hashes) and runs
+//     `lifeboat backup` (layout + every filesystem); the server verifies the snapshot's data;
 //  4. build the rescue ISO for the host with the snapshot's layout, the agent config and
 //     (LUKS) the passphrase, default entry automatic, lifeboat.drill=1 and a drill spec:
 //     the same commands as probes, and files sampled from the snapshot (L3);
 //  5. recover onto blank disks shaped from the layout (server/drills/vm.ts), reboot, and
-//     wait for the drill check's report;
-//  6. compare: the probes' output with the source's, sampled hashes, mounts vs fstab.
-// It prints the rescue image's build time and size and the RTO split into phases. A
-// failure leaves the serial logs and a screenshot in the scenario's folder and says where.
+//     wait for the restored system's LIFEBOAT-BOOT-OK, its report and the drill report;
+//  6. compare (vm-tests/lib/compare.ts): lsblk, findmnt, efibootmgr and the manifest with the
+//     source's, the drill's sampled hashes with the snapshot, mounts with fstab.
+// It prints the provisioning, source boot and backup times, the rescue image's build time
+// and size and the RTO split into phases. A failure copies the serial logs and screenshots to
+// the scenario's evidence/ folder and says where.
+//
+// LUKS: the passphrase of the test systems (FIXTURE_LUKS_PASSPHRASE) goes into the rescue
+// image as the key for every LUKS device; recovery restores the captured LUKS headers, so the
+// key files in the restored initramfs keep working.
 
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { ApiClient } from "../agent/client/api.ts";
+import { ApiClient, type VerifyResult } from "../agent/client/api.ts";
 import { loadManifest } from "../agent/restore/restore.ts";
 import { runTool } from "../common/exec.ts";
 import { createKeyFile } from "../common/repository/keys.ts";
 import { serializeLayout } from "../layouts/document.ts";
-import type { Layout } from "../layouts/schema.ts";
 import { buildRescueImage } from "../rescue/build.ts";
 import { DrillSpecSchema, type DrillSpec } from "../rescue/recover/drill-check.ts";
 import { sampleFileHashes } from "../server/drills/samples.ts";
@@ -40,14 +51,17 @@ import { DRILL_SERVER_URL, recoverOntoVm, type RecoverVmResult } from "../server
 import { PROJECT_ROOT } from "./lib/debian-kernel.ts";
 import { extractDataBlocks, serialEmitShell, withVm, type VmDisk } from "./lib/qemu.ts";
 import { startLoopbackServer } from "./lib/server.ts";
+import { ensureSignedBootFiles } from "./lib/signed-boot.ts";
+import { compareSystems, findBootMarker, reportFromBlocks } from "./lib/compare.ts";
 import {
+  describeError,
   diskFile,
+  ensureProvisioned,
   hostName,
   prepare,
-  provision,
   scenarioDir,
   type Prepared,
-} from "./fixtures/record.ts";
+} from "./lib/provision.ts";
 import { FIXTURE_LUKS_PASSPHRASE, findScenario, type Scenario } from "./fixtures/scenarios.ts";
 
 export interface HarnessScenario {
@@ -63,7 +77,12 @@ export const HARNESS_SCENARIOS: HarnessScenario[] = [
   { id: "2", title: "UEFI + ESP + LVM root/home/swap", fixture: "b-uefi-lvm" },
   {
     id: "3",
-    title: "UEFI + two-disk md RAID1 + LUKS2 + LVM + xfs",
+    title: "UEFI + two-disk md RAID1 (ESP included, metadata 1.0) + LUKS2 + LVM + xfs",
+    fixture: "h-raid1-esp-luks-lvm-xfs",
+  },
+  {
+    id: "3c",
+    title: "UEFI + ESP on disk 0 (a spare on disk 1) + md RAID1 /boot and LUKS2 + LVM + xfs",
     fixture: "c-raid1-luks-lvm-xfs",
   },
   { id: "4", title: "btrfs root with subvolumes", fixture: "d-btrfs-subvols" },
@@ -80,10 +99,18 @@ export const HARNESS_SCENARIOS: HarnessScenario[] = [
     migrate: { bus: "nvme", scale: 0.8 },
   },
   { id: "6", title: "BIOS + MBR with logical partitions", fixture: "e-mbr-logical" },
+  {
+    id: "7",
+    title: "UEFI with Secure Boot on: shim, signed GRUB, signed kernel",
+    fixture: "i-uefi-secureboot",
+  },
 ];
 
 /** Commands whose output must be the same on the source and the restored system. */
-export function comparisonProbes(layout: Layout, migrated: boolean): DrillSpec["probes"] {
+export function comparisonProbes(
+  firmware: "bios" | "uefi",
+  migrated: boolean,
+): DrillSpec["probes"] {
   // Disk names and sizes change on purpose in a migration; the rest must not.
   const lsblkColumns = migrated
     ? "TYPE,FSTYPE,UUID,LABEL"
@@ -96,7 +123,7 @@ export function comparisonProbes(layout: Layout, migrated: boolean): DrillSpec["
       timeoutSeconds: 60,
     },
   ];
-  if (layout.boot.firmware === "uefi") {
+  if (firmware === "uefi") {
     // Entry numbers belong to the firmware; the labels and loaders are what recovery sets.
     probes.push({
       name: "efibootmgr",
@@ -125,6 +152,11 @@ export function compareOutputs(
   return problems;
 }
 
+/** The prefix of the source's report blocks (sent by its seed just before the backup). */
+const SOURCE_REPORT = "backup";
+/** The prefix of the restored system's report blocks (its boot marker unit, first boot). */
+const RESTORED_REPORT = "boot";
+
 function seedScript(probes: DrillSpec["probes"]): string {
   const report = probes
     .map(
@@ -139,8 +171,14 @@ systemctl disable lifeboat-fixture.service >/dev/null 2>&1
 mkdir -p /etc/lifeboat
 cp /run/lifeboat-seed/agent.json /run/lifeboat-seed/token /run/lifeboat-seed/repo.key /etc/lifeboat/
 chmod 600 /etc/lifeboat/token /etc/lifeboat/repo.key
+# This run's Lifeboat (the provisioned disks are cached across code changes).
+cp /run/lifeboat-seed/lifeboat.mjs /usr/local/lib/lifeboat/lifeboat.mjs
+# What the restored system will be compared with: the state that goes into the backup.
+/usr/local/lib/lifeboat/boot-report.sh report ${SOURCE_REPORT}
 rc=0
+started=$(date +%s)
 timeout 3000 /usr/local/bin/lifeboat backup --json > /root/backup.json 2> /root/backup.stderr || rc=$?
+emit_text backup.seconds "$(($(date +%s) - started))"
 emit_file backup.json /root/backup.json
 tail -c 20000 /root/backup.stderr > /root/backup.stderr.tail
 emit_file backup.stderr /root/backup.stderr.tail
@@ -156,27 +194,42 @@ interface RunOutcome {
   scenario: HarnessScenario;
   ok: boolean;
   problems: string[];
-  iso?: { bytes: number; seconds: number };
+  /** Provisioning in the builder VM; null when the cached disks were used. */
+  provisionSeconds?: number | null;
+  /** Source VM start to its LIFEBOAT-BOOT-OK. */
+  sourceBootSeconds?: number;
+  /** `lifeboat backup` inside the source. */
   backupSeconds?: number;
+  snapshot?: string;
+  iso?: { bytes: number; seconds: number };
   drill?: RecoverVmResult;
+  /** Differences recovery makes on purpose, with the reason. */
+  expected?: string[];
+  manifestEntries?: number;
   dir: string;
+  /** The scenario's provisioning folder (the builder's console log, on failure). */
+  builderDir?: string;
+}
+
+/** The source's first serial port and data port, and how long its boot and backup took. */
+interface SourceRun {
+  blocks: Map<string, Buffer>;
+  bootSeconds: number;
+  totalSeconds: number;
 }
 
 async function runScenario(
   harness: HarnessScenario,
   prepared: Prepared,
-  provisioned: Set<string>,
-): Promise<RunOutcome> {
+  outcome: RunOutcome,
+): Promise<void> {
   const scenario = findScenario(harness.fixture) as Scenario;
-  const dir = path.join(PROJECT_ROOT, ".work", "vm-tests", harness.id);
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  const outcome: RunOutcome = { scenario: harness, ok: false, problems: [], dir };
+  const dir = outcome.dir;
+  const migrated = harness.migrate !== undefined;
 
-  if (!provisioned.has(scenario.name)) {
-    await provision(scenario, prepared);
-    provisioned.add(scenario.name);
-  }
+  outcome.builderDir = scenarioDir(scenario);
+  const provisioned = await ensureProvisioned(scenario, prepared);
+  outcome.provisionSeconds = provisioned.timing ? provisioned.timing.totalMs / 1000 : null;
 
   const server = await startLoopbackServer(path.join(dir, "server"));
   try {
@@ -195,22 +248,30 @@ async function runScenario(
       host,
     };
 
-    // The source: overlays on the provisioned disks, plus the seed.
-    const layoutGuess = JSON.parse(
-      readFileSync(
-        path.join(PROJECT_ROOT, "test", "fixtures", "vm", `${scenario.name}.json`),
-        "utf8",
-      ),
-    ) as Layout;
-    const probes = comparisonProbes(layoutGuess, harness.migrate !== undefined);
+    // The source: overlays on the provisioned disks, plus the seed (QEMU fw_cfg, not a disk:
+    // a disk would end up in the captured layout). This run's credentials and Lifeboat bundle
+    // reach the system that way, since the server, its token and key exist for this run only.
+    const probes = comparisonProbes(scenario.firmware, migrated);
     const seedDir = path.join(dir, "seed");
     mkdirSync(seedDir);
     writeFileSync(path.join(seedDir, "run.sh"), seedScript(probes));
     writeFileSync(path.join(seedDir, "agent.json"), JSON.stringify(agentConfig));
     copyFileSync(tokenFile, path.join(seedDir, "token"));
     copyFileSync(keyFile, path.join(seedDir, "repo.key"));
+    copyFileSync(prepared.bundle, path.join(seedDir, "lifeboat.mjs"));
     const seed = path.join(dir, "seed.tar");
-    await runTool(["tar", "-cf", seed, "-C", seedDir, "run.sh", "agent.json", "token", "repo.key"]);
+    await runTool([
+      "tar",
+      "-cf",
+      seed,
+      "-C",
+      seedDir,
+      "run.sh",
+      "agent.json",
+      "token",
+      "repo.key",
+      "lifeboat.mjs",
+    ]);
     const disks: VmDisk[] = [];
     for (const [index, disk] of scenario.disks.entries()) {
       const overlay = path.join(dir, `source-${index}.qcow2`);
@@ -240,12 +301,12 @@ async function runScenario(
       copyFileSync(path.join(scenarioDir(scenario), "provisioned.vars.fd"), vars);
     }
     say(`${harness.id}: booting the source (${scenario.name}) to back it up`);
-    const backup = await withVm(
+    const source = await withVm(
       {
         name: "source",
         dir,
         firmware: scenario.firmware,
-        uefi: { vars },
+        uefi: { vars, secureBoot: scenario.secureBoot },
         disks,
         memoryMiB: 1536,
         cpus: 2,
@@ -255,31 +316,62 @@ async function runScenario(
         },
         extraArgs: ["-fw_cfg", `name=opt/lifeboat/seed,file=${seed}`],
       },
-      async (vm) => {
+      async (vm): Promise<SourceRun> => {
+        const marker = await vm.waitFor(/LIFEBOAT-BOOT-(OK|FAIL).*/, {
+          timeoutMs: 15 * 60_000,
+          what: "the source's boot marker",
+        });
+        const found = findBootMarker(marker.match[0]);
+        if (found.state !== "ok") {
+          throw new Error(
+            `the source did not come up whole: ${found.state === "failed" ? found.reason : "no marker"}`,
+          );
+        }
         await vm.waitFor(/===END backup\.done===/, {
           port: "data",
           timeoutMs: 50 * 60_000,
           what: "the backup",
         });
         await vm.waitForExit(3 * 60_000).catch(() => undefined);
-        return { blocks: extractDataBlocks(vm.dataText()).blocks, seconds: vm.elapsedMs() / 1000 };
+        return {
+          blocks: extractDataBlocks(vm.dataText()).blocks,
+          bootSeconds: marker.elapsedMs / 1000,
+          totalSeconds: vm.elapsedMs() / 1000,
+        };
       },
     );
-    outcome.backupSeconds = backup.seconds;
-    const rc = backup.blocks.get("backup.done")?.toString().trim();
+    outcome.sourceBootSeconds = source.bootSeconds;
+    outcome.backupSeconds = Number(source.blocks.get("backup.seconds")?.toString() ?? NaN);
+    const rc = source.blocks.get("backup.done")?.toString().trim();
     if (rc !== "0") {
       outcome.problems.push(
-        `the backup failed (exit ${rc}): ${backup.blocks.get("backup.stderr")?.toString().slice(-1500)}`,
+        `the backup failed (exit ${rc}): ${source.blocks.get("backup.stderr")?.toString().slice(-1500)}`,
       );
-      return outcome;
+      return;
     }
-    const snapshot = (JSON.parse(backup.blocks.get("backup.json")!.toString()) as { id: string })
+    const sourceReport = reportFromBlocks(source.blocks, SOURCE_REPORT);
+    if ("missing" in sourceReport) {
+      outcome.problems.push(`the source did not report ${sourceReport.missing.join(", ")}`);
+      return;
+    }
+    const snapshot = (JSON.parse(source.blocks.get("backup.json")!.toString()) as { id: string })
       .id;
+    outcome.snapshot = snapshot;
     const sourceOutputs = Object.fromEntries(
-      probes.map((p) => [p.name, backup.blocks.get(`probe.${p.name}`)?.toString() ?? ""]),
+      probes.map((p) => [p.name, source.blocks.get(`probe.${p.name}`)?.toString() ?? ""]),
     );
-    for (const file of disks) if (file.file.endsWith(".qcow2")) rmSync(file.file, { force: true });
-    say(`${harness.id}: snapshot ${snapshot} after ${backup.seconds.toFixed(0)} s`);
+    for (const file of disks) rmSync(file.file, { force: true });
+    say(
+      `${harness.id}: snapshot ${snapshot}: boot ${source.bootSeconds.toFixed(0)} s, backup ${outcome.backupSeconds.toFixed(0)} s`,
+    );
+
+    // The server must hold every chunk of it, intact.
+    let verified: VerifyResult | null = null;
+    for await (const event of admin.verify(true)) if (event.type !== "progress") verified = event;
+    if (!verified?.ok) {
+      outcome.problems.push(`the server's verify --read-data failed: ${JSON.stringify(verified)}`);
+      return;
+    }
 
     // The rescue ISO, as the host would build it, set up for a drill.
     const manifest = await loadManifest(client, snapshot, keys);
@@ -299,7 +391,15 @@ async function runScenario(
     const passphrase = path.join(dir, "luks.passphrase");
     writeFileSync(passphrase, FIXTURE_LUKS_PASSPHRASE, { mode: 0o600 });
     const iso = path.join(dir, "rescue.iso");
+    // A Secure Boot machine needs a rescue medium that boots with Secure Boot on: Debian's
+    // signed shim and GRUB (the host has them installed, or, as here, unpacked).
+    const secureBoot = layout.boot.secureBoot === "enabled";
+    if (scenario.secureBoot === true && !secureBoot)
+      outcome.problems.push(
+        `the captured layout says Secure Boot is ${layout.boot.secureBoot}, not enabled`,
+      );
     const built = await buildRescueImage({
+      signedBootRoot: secureBoot ? (await ensureSignedBootFiles()).root : undefined,
       out: iso,
       kernel: prepared.kernel.vmlinuz,
       modules: prepared.kernel.modulesDir,
@@ -311,6 +411,8 @@ async function runScenario(
       timeoutSeconds: 1,
       drillSpec: spec,
     });
+    if (secureBoot && !built.secureBoot)
+      outcome.problems.push("the rescue ISO was built without the signed shim and GRUB");
     outcome.iso = { bytes: built.iso!.sizeBytes, seconds: built.seconds.total };
     say(
       `${harness.id}: rescue ISO ${(built.iso!.sizeBytes / 1e6).toFixed(1)} MB in ${built.seconds.total.toFixed(1)} s`,
@@ -327,40 +429,107 @@ async function runScenario(
       onPhase: (e) => e.state !== "start" && say(`${harness.id}: ${e.phase} ${e.state}`),
     });
     outcome.drill = drill;
+    // The restored system's own boot marker and report (its first boot).
+    const restoredConsole = readText(path.join(dir, "restore-boot.console.log"));
+    const marker = findBootMarker(restoredConsole);
+    if (marker.state !== "ok" && drill.failedPhase !== "rescue-boot" && drill.phases.length > 2) {
+      outcome.problems.push(
+        marker.state === "failed"
+          ? `the restored system's boot marker: LIFEBOAT-BOOT-FAIL ${marker.reason}`
+          : "the restored system never printed LIFEBOAT-BOOT-OK",
+      );
+    } else if (marker.state === "ok" && marker.host !== host) {
+      outcome.problems.push(`the restored system calls itself ${marker.host}, not ${host}`);
+    }
     if (!drill.ok || !drill.report) {
       outcome.problems.push(`${drill.failedPhase}: ${drill.reason}`);
-      return outcome;
+      return;
     }
     const verdict = judgeDrill(layout, drill.report, spec, expected);
     outcome.problems.push(...verdict.problems.filter((p) => !p.startsWith("L4")));
     outcome.problems.push(...compareOutputs(sourceOutputs, verdict.probes));
     if (verdict.failedUnits.length > 0)
       outcome.problems.push(`failed units: ${verdict.failedUnits.join(", ")}`);
+    const restoredReport = reportFromBlocks(
+      extractDataBlocks(readText(path.join(dir, "restore-boot.data.log"))).blocks,
+      RESTORED_REPORT,
+    );
+    if ("missing" in restoredReport) {
+      outcome.problems.push(
+        `the restored system did not report ${restoredReport.missing.join(", ")}`,
+      );
+    } else {
+      const compared = compareSystems(sourceReport, restoredReport, {
+        migrated,
+        firmware: scenario.firmware,
+        drill: true,
+      });
+      outcome.problems.push(...compared.problems);
+      outcome.expected = compared.expected;
+      outcome.manifestEntries = compared.manifestEntries;
+    }
     outcome.ok = outcome.problems.length === 0;
-    return outcome;
   } finally {
     await server.close();
   }
 }
 
+function readText(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch {
+    return "";
+  }
+}
+
+/** Copies the serial logs, QEMU logs and screenshots into DIR/evidence; returns that folder. */
+function keepEvidence(dir: string, builderDir?: string): string {
+  const evidence = path.join(dir, "evidence");
+  mkdirSync(evidence, { recursive: true });
+  for (const name of readdirSync(dir)) {
+    if (/\.(log|png)$/.test(name)) copyFileSync(path.join(dir, name), path.join(evidence, name));
+  }
+  if (builderDir !== undefined) {
+    const log = path.join(builderDir, "builder.console.log");
+    if (existsSync(log)) copyFileSync(log, path.join(evidence, "builder.console.log"));
+  }
+  return evidence;
+}
+
+const secs = (n: number | undefined) =>
+  n === undefined || Number.isNaN(n) ? "?" : `${n.toFixed(0)} s`;
+
 function printOutcome(o: RunOutcome) {
   const lines = [`scenario ${o.scenario.id}: ${o.scenario.title}: ${o.ok ? "PASSED" : "FAILED"}`];
-  if (o.backupSeconds !== undefined)
-    lines.push(`  source boot + backup: ${o.backupSeconds.toFixed(0)} s`);
+  if (o.provisionSeconds !== undefined)
+    lines.push(
+      `  provisioning: ${o.provisionSeconds === null ? "cached disks" : secs(o.provisionSeconds)}`,
+    );
+  if (o.sourceBootSeconds !== undefined)
+    lines.push(
+      `  source: boot to marker ${secs(o.sourceBootSeconds)}, backup ${secs(o.backupSeconds)}${o.snapshot ? ` (snapshot ${o.snapshot})` : ""}`,
+    );
   if (o.iso)
     lines.push(
       `  rescue image: ${(o.iso.bytes / 1e6).toFixed(1)} MB, built in ${o.iso.seconds.toFixed(1)} s`,
     );
   if (o.drill) {
     const phases = o.drill.phases
+      .filter((p) => p.name !== "provision")
       .map((p) => `${p.name} ${p.seconds.toFixed(0)} s${p.ok ? "" : " (failed)"}`)
       .join(", ");
     lines.push(
       `  RTO ${o.drill.rtoSeconds !== null ? `${o.drill.rtoSeconds.toFixed(0)} s` : "not reached"}: ${phases}`,
     );
   }
+  if (o.manifestEntries !== undefined)
+    lines.push(`  compared: lsblk, findmnt, efibootmgr, ${o.manifestEntries} manifest entries`);
+  for (const e of o.expected ?? []) lines.push(`  expected difference: ${e}`);
   for (const p of o.problems) lines.push(`  problem: ${p}`);
-  if (!o.ok) lines.push(`  evidence (serial logs, screenshots): ${o.dir}`);
+  if (!o.ok)
+    lines.push(
+      `  evidence (serial logs, screenshots): ${keepEvidence(o.dir, o.provisionSeconds === undefined ? o.builderDir : undefined)}`,
+    );
   console.log(lines.join("\n"));
 }
 
@@ -380,15 +549,17 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const prepared = await prepare(true);
-  const provisioned = new Set<string>();
   const outcomes: RunOutcome[] = [];
   for (const scenario of wanted) {
-    let outcome: RunOutcome;
+    const dir = path.join(PROJECT_ROOT, ".work", "vm-tests", scenario.id);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const outcome: RunOutcome = { scenario, ok: false, problems: [], dir };
     try {
-      outcome = await runScenario(scenario, prepared, provisioned);
+      await runScenario(scenario, prepared, outcome);
     } catch (error) {
-      const dir = path.join(PROJECT_ROOT, ".work", "vm-tests", scenario.id);
-      outcome = { scenario, ok: false, problems: [(error as Error).message], dir };
+      outcome.ok = false;
+      outcome.problems.push(describeError(error));
     }
     printOutcome(outcome);
     outcomes.push(outcome);
@@ -405,6 +576,8 @@ async function main(argv: string[]): Promise<number> {
         ok: o.ok,
         problems: o.problems,
         iso: o.iso,
+        provisionSeconds: o.provisionSeconds,
+        sourceBootSeconds: o.sourceBootSeconds,
         backupSeconds: o.backupSeconds,
         rtoSeconds: o.drill?.rtoSeconds ?? null,
         phases: o.drill?.phases ?? [],

@@ -1,14 +1,13 @@
 // The VM harness's comparison of the source and the restored system (pure parts).
 import { describe, expect, it } from "vitest";
 import { compareOutputs, comparisonProbes, HARNESS_SCENARIOS } from "../../vm-tests/run.ts";
-import { loadLayout } from "../helpers/fixtures.ts";
 
 describe("VM harness comparisons", () => {
   it("compares disks, mounts and (UEFI) boot entries, without names and sizes after a migration", () => {
-    const bios = comparisonProbes(loadLayout("vm/a-bios-gpt-ext4.json"), false);
+    const bios = comparisonProbes("bios", false);
     expect(bios.map((p) => p.name)).toEqual(["lsblk", "findmnt"]);
     expect(bios[0]!.command).toContain("NAME,TYPE,FSTYPE,SIZE,UUID,PARTUUID,LABEL");
-    const moved = comparisonProbes(loadLayout("vm/b-uefi-lvm.json"), true);
+    const moved = comparisonProbes("uefi", true);
     expect(moved.map((p) => p.name)).toEqual(["lsblk", "findmnt", "efibootmgr"]);
     expect(moved[0]!.command).not.toContain("SIZE");
     expect(moved[1]!.command).not.toContain("SOURCE");
@@ -27,7 +26,17 @@ describe("VM harness comparisons", () => {
   });
 
   it("has the issue's scenarios, each on a fixture the provisioner knows", () => {
-    expect(HARNESS_SCENARIOS.map((s) => s.id)).toEqual(["1", "2", "3", "4", "5a", "5b", "6"]);
+    expect(HARNESS_SCENARIOS.map((s) => s.id)).toEqual([
+      "1",
+      "2",
+      "3",
+      "3c",
+      "4",
+      "5a",
+      "5b",
+      "6",
+      "7",
+    ]);
     expect(HARNESS_SCENARIOS.find((s) => s.id === "5b")!.migrate).toEqual({
       bus: "nvme",
       scale: 0.8,
