@@ -47,7 +47,7 @@ vm-test: setup
 	$(NODE) vm-tests/run.ts 1 2 3
 	$(NODE) vm-tests/rescue-boot.ts
 
-## vm-test-all: every scenario (btrfs, migrations onto NVMe, MBR logical) and the rescue boot check
+## vm-test-all: every scenario (also btrfs, migrations onto NVMe, MBR logical, Secure Boot) and the rescue boot check
 vm-test-all: setup
 	$(NODE) vm-tests/run.ts all
 	$(NODE) vm-tests/rescue-boot.ts
