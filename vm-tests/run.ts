@@ -173,12 +173,14 @@ cp /run/lifeboat-seed/agent.json /run/lifeboat-seed/token /run/lifeboat-seed/rep
 chmod 600 /etc/lifeboat/token /etc/lifeboat/repo.key
 # This run's Lifeboat (the provisioned disks are cached across code changes).
 cp /run/lifeboat-seed/lifeboat.mjs /usr/local/lib/lifeboat/lifeboat.mjs
-# What the restored system will be compared with: the state that goes into the backup.
-/usr/local/lib/lifeboat/boot-report.sh report ${SOURCE_REPORT}
 rc=0
 started=$(date +%s)
 timeout 3000 /usr/local/bin/lifeboat backup --json > /root/backup.json 2> /root/backup.stderr || rc=$?
 emit_text backup.seconds "$(($(date +%s) - started))"
+# What the restored system will be compared with: the state the backup saw. After it, not
+# before: its layout capture reads the VGs, and LVM then writes /etc/lvm/backup and
+# /etc/lvm/archive when they are missing (the tar that follows saves them).
+/usr/local/lib/lifeboat/boot-report.sh report ${SOURCE_REPORT}
 emit_file backup.json /root/backup.json
 tail -c 20000 /root/backup.stderr > /root/backup.stderr.tail
 emit_file backup.stderr /root/backup.stderr.tail
@@ -190,6 +192,9 @@ systemctl poweroff --no-block
 
 const say = (line: string) => console.log(`[vm-test] ${line}`);
 
+/** What Debian's kernel prints when the firmware booted it with Secure Boot on. */
+const SECURE_BOOT_ON = /secureboot: Secure boot enabled/;
+
 interface RunOutcome {
   scenario: HarnessScenario;
   ok: boolean;
@@ -200,6 +205,8 @@ interface RunOutcome {
   sourceBootSeconds?: number;
   /** `lifeboat backup` inside the source. */
   backupSeconds?: number;
+  /** The source VM from start to power-off (boot, report, backup). */
+  sourceTotalSeconds?: number;
   snapshot?: string;
   iso?: { bytes: number; seconds: number };
   drill?: RecoverVmResult;
@@ -214,6 +221,8 @@ interface RunOutcome {
 /** The source's first serial port and data port, and how long its boot and backup took. */
 interface SourceRun {
   blocks: Map<string, Buffer>;
+  /** The kernel said Secure Boot is enabled. */
+  secureBoot: boolean;
   bootSeconds: number;
   totalSeconds: number;
 }
@@ -335,12 +344,16 @@ async function runScenario(
         await vm.waitForExit(3 * 60_000).catch(() => undefined);
         return {
           blocks: extractDataBlocks(vm.dataText()).blocks,
+          secureBoot: SECURE_BOOT_ON.test(vm.consoleText()),
           bootSeconds: marker.elapsedMs / 1000,
           totalSeconds: vm.elapsedMs() / 1000,
         };
       },
     );
+    if (scenario.secureBoot === true && !source.secureBoot)
+      outcome.problems.push("the source did not boot with Secure Boot on");
     outcome.sourceBootSeconds = source.bootSeconds;
+    outcome.sourceTotalSeconds = source.totalSeconds;
     outcome.backupSeconds = Number(source.blocks.get("backup.seconds")?.toString() ?? NaN);
     const rc = source.blocks.get("backup.done")?.toString().trim();
     if (rc !== "0") {
@@ -445,6 +458,13 @@ async function runScenario(
       outcome.problems.push(`${drill.failedPhase}: ${drill.reason}`);
       return;
     }
+    if (scenario.secureBoot === true) {
+      const rescueConsole = readText(path.join(dir, "restore-rescue.console.log"));
+      if (!SECURE_BOOT_ON.test(rescueConsole))
+        outcome.problems.push("the rescue system did not boot with Secure Boot on");
+      if (!SECURE_BOOT_ON.test(restoredConsole))
+        outcome.problems.push("the restored system did not boot with Secure Boot on");
+    }
     const verdict = judgeDrill(layout, drill.report, spec, expected);
     outcome.problems.push(...verdict.problems.filter((p) => !p.startsWith("L4")));
     outcome.problems.push(...compareOutputs(sourceOutputs, verdict.probes));
@@ -507,7 +527,7 @@ function printOutcome(o: RunOutcome) {
     );
   if (o.sourceBootSeconds !== undefined)
     lines.push(
-      `  source: boot to marker ${secs(o.sourceBootSeconds)}, backup ${secs(o.backupSeconds)}${o.snapshot ? ` (snapshot ${o.snapshot})` : ""}`,
+      `  source: boot to marker ${secs(o.sourceBootSeconds)}, backup ${secs(o.backupSeconds)}, VM in all ${secs(o.sourceTotalSeconds)}${o.snapshot ? ` (snapshot ${o.snapshot})` : ""}`,
     );
   if (o.iso)
     lines.push(
@@ -578,6 +598,7 @@ async function main(argv: string[]): Promise<number> {
         iso: o.iso,
         provisionSeconds: o.provisionSeconds,
         sourceBootSeconds: o.sourceBootSeconds,
+        sourceTotalSeconds: o.sourceTotalSeconds,
         backupSeconds: o.backupSeconds,
         rtoSeconds: o.drill?.rtoSeconds ?? null,
         phases: o.drill?.phases ?? [],
