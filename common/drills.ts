@@ -50,6 +50,14 @@ export const DrillLevelsSchema = z.object({
 });
 export type DrillLevels = z.infer<typeof DrillLevelsSchema>;
 
+/** Rehearse a migration: restore onto another disk bus and/or every disk scaled. */
+export const MigrateSchema = z.object({
+  bus: z.enum(["virtio", "nvme"]).optional(),
+  /** 1.5 = 50% larger, 0.8 = 20% smaller (the data must still fit). */
+  scale: z.number().min(0.1).max(16).optional(),
+});
+export type Migrate = z.infer<typeof MigrateSchema>;
+
 export const DrillSchema = z.object({
   id: z.string(),
   host: z.string(),
@@ -73,6 +81,8 @@ export const DrillSchema = z.object({
   maxRtoSeconds: z.number().positive().nullable(),
   /** Evidence files kept for this drill (serial log, screenshot, recovery log, probe output). */
   evidence: z.array(z.string()),
+  /** Drilled onto deliberately different disks (a migration rehearsal). */
+  migrate: MigrateSchema.nullable().default(null),
 });
 export type Drill = z.infer<typeof DrillSchema>;
 
@@ -82,3 +92,45 @@ export const HostTargetsSchema = z.object({
   rpoSeconds: z.number().positive().nullable(),
 });
 export type HostTargets = z.infer<typeof HostTargetsSchema>;
+
+/** A user probe: a command run inside the restored VM, with a timeout; exit 0 passes. */
+export const ProbeSpecSchema = z.object({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "a probe name is 1-64 of A-Z a-z 0-9 _ . -"),
+  command: z.string().min(1).max(4096),
+  timeoutSeconds: z.number().int().positive().max(3600).default(60),
+});
+export type ProbeSpec = z.infer<typeof ProbeSpecSchema>;
+
+/** Per host: when drills run, what they check, and the targets the report holds them to. */
+export const DrillSettingsSchema = z.object({
+  /** off, after-snapshot, "nightly HH:MM" or "weekly DAY HH:MM" (UTC). */
+  schedule: z.string().default("off"),
+  probes: z.array(ProbeSpecSchema).max(32).default([]),
+  targets: HostTargetsSchema.default({ rtoSeconds: null, rpoSeconds: null }),
+  /** The RTO budget scheduled drills are held to (a drill over it fails). */
+  maxRtoSeconds: z.number().positive().nullable().default(null),
+  /** Drill onto deliberately different disks. */
+  migrate: MigrateSchema.nullable().default(null),
+});
+export type DrillSettings = z.infer<typeof DrillSettingsSchema>;
+
+export const DrillRequestSchema = z.object({
+  host: z.string(),
+  /** Default: the host's latest snapshot. */
+  snapshot: z.string().optional(),
+  maxRtoSeconds: z.number().positive().optional(),
+  migrate: MigrateSchema.optional(),
+});
+export type DrillRequest = z.infer<typeof DrillRequestSchema>;
+
+/** Progress of one drill, as server-sent events: its phases, then its final record. */
+export const DrillEventSchema = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("phase"),
+    phase: z.enum(DRILL_PHASES),
+    state: z.enum(["start", "done", "failed"]),
+    at: z.string(),
+  }),
+  z.object({ type: z.literal("state"), drill: DrillSchema }),
+]);
+export type DrillEvent = z.infer<typeof DrillEventSchema>;

@@ -24,3 +24,19 @@ export function alignDown(value: number, alignment: number): number {
 export function alignUp(value: number, alignment: number): number {
   return Math.ceil(value / alignment) * alignment;
 }
+
+/** "90s", "15m", "1h30m", "2d" or plain seconds, as seconds; null when it is none of these. */
+export function parseDuration(text: string): number | null {
+  const trimmed = text.trim().toLowerCase();
+  if (/^\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  const units: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 };
+  let total = 0;
+  let rest = trimmed;
+  while (rest.length > 0) {
+    const match = /^(\d+(?:\.\d+)?)([smhdw])/.exec(rest);
+    if (!match) return null;
+    total += Number(match[1]) * units[match[2]!]!;
+    rest = rest.slice(match[0].length);
+  }
+  return trimmed.length > 0 && total > 0 ? total : null;
+}

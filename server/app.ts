@@ -40,6 +40,8 @@ import {
   type RepositoryOptions,
 } from "./repository.ts";
 import { HttpError, diskError } from "./store.ts";
+import { DrillEngine, type DrillEngineOptions } from "./drills/engine.ts";
+import { registerDrillRoutes } from "./drills/routes.ts";
 
 export const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
 const newToken = (prefix: string) => `${prefix}${randomBytes(32).toString("hex")}`;
@@ -50,17 +52,21 @@ const HostName = z
   .string()
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be a host name: a-z, 0-9, '.', '_', '-', at most 63");
 
-type Actor = { role: "admin" } | { role: "host"; host: string };
+/** A host token, or a drill's token: read-only, for one host, valid while its drill runs. */
+type Actor = { role: "admin" } | { role: "host"; host: string; drill?: string };
 
 export interface ServerOptions extends RepositoryOptions {
   dataDir: string;
   logger?: boolean | object;
   https?: { cert: Buffer; key: Buffer } | null;
+  /** Restore drills: where the rescue kernel, keyring and limits are (dataDir is ours). */
+  drills?: Omit<DrillEngineOptions, "dataDir">;
 }
 
 export interface LifeboatServer {
   app: FastifyInstance;
   repo: Repository;
+  drills: DrillEngine;
   adminTokenFile: string;
 }
 
@@ -186,6 +192,11 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     logController: new LogController({ disableRequestLogging: true }),
     ...(options.https ? { https: options.https } : {}),
   }).withTypeProvider<ZodTypeProvider>();
+  // Drills: a restart first stops what a killed server left running (engine.ts).
+  const drills = new DrillEngine(repo.catalog, app.log, {
+    ...options.drills,
+    dataDir: options.dataDir,
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   // JSON routes take application/json only (anything else is a 415), blob routes take
@@ -292,14 +303,17 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     const hash = hashToken(match[1]!);
     if (repo.catalog.isAdminToken(hash)) return { role: "admin" };
     const host = repo.catalog.hostForToken(hash);
-    return host ? { role: "host", host } : null;
+    if (host) return { role: "host", host };
+    const drill = drills.actorForToken(hash);
+    return drill ? { role: "host", host: drill.host, drill: drill.drill } : null;
   };
   /** Who sent a request, for denial logs; never the token itself. */
   const actorName = (request: FastifyRequest): string => {
     const actor = identify(request);
     if (actor === undefined) return "anonymous";
     if (actor === null) return "unknown token";
-    return actor.role === "admin" ? "admin" : `host:${actor.host}`;
+    if (actor.role === "admin") return "admin";
+    return actor.drill ? `drill:${actor.drill}` : `host:${actor.host}`;
   };
   const actorOf = (request: FastifyRequest): Actor => {
     const actor = identify(request);
@@ -315,6 +329,21 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
         "The token is not valid on this server.",
         "Use the token 'lifeboat host add' printed, or the admin token from DATA/admin.token.",
       );
+    // A drill's rescue system reads its host's snapshots and files its recovery report.
+    if (
+      actor.role === "host" &&
+      actor.drill &&
+      request.method !== "GET" &&
+      !(request.method === "POST" && request.routeOptions.url === "/v1/recoveries")
+    ) {
+      throw forbidden(
+        request,
+        actor.host,
+        actor.drill,
+        `A drill's token only reads ${actor.host}'s snapshots and reports its recovery.`,
+        "Drills never write backups; use the host's own token.",
+      );
+    }
     return actor;
   };
   /** A host token asking for more than it may: recorded in the audit trail, then 403. */
@@ -631,6 +660,11 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
         request.body.summary ?? null,
       );
       repo.catalog.audit(`host:${row.host}`, "commit", row.id, "ok");
+      try {
+        drills.snapshotCommitted(row.host, row.id);
+      } catch (error) {
+        request.log.warn({ err: error, snapshot: row.id }, "no drill for this snapshot");
+      }
       request.log.info(
         { snapshot: row.id, host: row.host, chunks: request.body.chunks.length },
         "snapshot committed",
@@ -892,8 +926,20 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     },
   );
 
+  registerDrillRoutes(app, {
+    engine: drills,
+    catalog: repo.catalog,
+    requireAdmin,
+    hostScope,
+    hostName: HostName,
+  });
+
   app.get("/openapi.json", { schema: { hide: true } }, async () => app.swagger());
 
-  app.addHook("onClose", async () => repo.close());
-  return { app, repo, adminTokenFile };
+  app.addHook("onReady", async () => drills.start(app));
+  app.addHook("onClose", async () => {
+    await drills.close();
+    repo.close();
+  });
+  return { app, repo, drills, adminTokenFile };
 }

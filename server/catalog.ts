@@ -4,6 +4,12 @@
 // see a half-done change (Node runs one of them at a time).
 
 import type { RecoveryInfo, RecoveryReport } from "../common/api.ts";
+import {
+  DrillSchema,
+  DrillSettingsSchema,
+  type Drill,
+  type DrillSettings,
+} from "../common/drills.ts";
 import { DatabaseSync } from "node:sqlite";
 
 /** Numbered migrations; PRAGMA user_version says how many have run. Append, never edit. */
@@ -53,6 +59,23 @@ const MIGRATIONS: string[] = [
      log TEXT NOT NULL
    );
    CREATE INDEX recoveries_by_host ON recoveries(host, id);`,
+  // Restore drills: the record (common/drills.ts) as JSON, with the columns queries need;
+  // and each host's drill settings (schedule, probes, targets).
+  `CREATE TABLE drills (
+     id TEXT PRIMARY KEY,
+     host TEXT NOT NULL REFERENCES hosts(name),
+     state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'passed', 'failed')),
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     record TEXT NOT NULL
+   );
+   CREATE INDEX drills_by_host ON drills(host, created_at);
+   CREATE INDEX drills_by_state ON drills(state, created_at);
+   CREATE TABLE drill_settings (
+     host TEXT PRIMARY KEY REFERENCES hosts(name),
+     settings TEXT NOT NULL,
+     updated_at TEXT NOT NULL
+   );`,
 ];
 
 export interface SnapshotRow {
@@ -441,6 +464,93 @@ export class Catalog {
       (this.db.prepare("SELECT host, log FROM recoveries WHERE id = ?").get(id) as
         { host: string; log: string } | undefined) ?? null
     );
+  }
+
+  // --- restore drills ------------------------------------------------------------------
+
+  /** Inserts or replaces a drill's record (durable: a drill's outcome is evidence). */
+  saveDrill(drill: Drill) {
+    this.transaction(() =>
+      this.db
+        .prepare(
+          `INSERT INTO drills (id, host, state, created_at, started_at, record) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT(id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,
+             record = excluded.record`,
+        )
+        .run(
+          drill.id,
+          drill.host,
+          drill.state,
+          drill.createdAt,
+          drill.startedAt,
+          JSON.stringify(drill),
+        ),
+    );
+  }
+
+  drill(id: string): Drill | null {
+    const row = this.db.prepare("SELECT record FROM drills WHERE id = ?").get(id) as
+      { record: string } | undefined;
+    return row ? DrillSchema.parse(JSON.parse(row.record)) : null;
+  }
+
+  /** Newest first; `since` compares with the creation time (ISO 8601). */
+  listDrills(
+    filter: { host?: string | null; state?: Drill["state"]; since?: string } = {},
+  ): Drill[] {
+    const where: string[] = [];
+    const args: string[] = [];
+    if (filter.host) (where.push("host = ?"), args.push(filter.host));
+    if (filter.state) (where.push("state = ?"), args.push(filter.state));
+    if (filter.since) (where.push("created_at >= ?"), args.push(filter.since));
+    const rows = this.db
+      .prepare(
+        `SELECT record FROM drills ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+         ORDER BY created_at DESC, id DESC`,
+      )
+      .all(...args) as { record: string }[];
+    return rows.map((r) => DrillSchema.parse(JSON.parse(r.record)));
+  }
+
+  /** When the host's latest drill started (or was queued), for the scheduler. */
+  lastDrillAt(host: string): string | null {
+    const row = this.db
+      .prepare("SELECT max(created_at) AS at FROM drills WHERE host = ?")
+      .get(host) as { at: string | null };
+    return row.at;
+  }
+
+  drillSettings(host: string): DrillSettings {
+    const row = this.db.prepare("SELECT settings FROM drill_settings WHERE host = ?").get(host) as
+      { settings: string } | undefined;
+    return DrillSettingsSchema.parse(row ? JSON.parse(row.settings) : {});
+  }
+
+  setDrillSettings(host: string, settings: DrillSettings) {
+    this.transaction(() =>
+      this.db
+        .prepare(
+          `INSERT INTO drill_settings (host, settings, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT(host) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at`,
+        )
+        .run(host, JSON.stringify(settings), new Date().toISOString()),
+    );
+  }
+
+  /** Hosts whose drill schedule is not off, with when they were enrolled. */
+  scheduledHosts(): { host: string; settings: DrillSettings; createdAt: string }[] {
+    const rows = this.db
+      .prepare(
+        `SELECT d.host, d.settings, h.created_at FROM drill_settings d JOIN hosts h ON h.name = d.host`,
+      )
+      .all() as { host: string; settings: string; created_at: string }[];
+    return rows
+      .map((r) => ({
+        host: r.host,
+        settings: DrillSettingsSchema.parse(JSON.parse(r.settings)),
+        createdAt: r.created_at,
+      }))
+      .filter((r) => r.settings.schedule !== "off");
   }
 
   audit(actor: string, action: string, target: string | null, result: string) {

@@ -21,7 +21,7 @@ import path from "node:path";
 import { buildRescueImage } from "../rescue/build.ts";
 import { RESCUE_READY_MARKER } from "../rescue/contract.ts";
 import { ensureDebianKernel, PROJECT_ROOT, type DebianKernel } from "./lib/debian-kernel.ts";
-import { withVm, type Firmware } from "./lib/qemu.ts";
+import { withVm, type Firmware } from "../server/drills/qemu.ts";
 import { startLoopbackServer } from "./lib/server.ts";
 import { ensureSignedBootFiles } from "./lib/signed-boot.ts";
 

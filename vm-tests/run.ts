@@ -49,7 +49,7 @@ import { shapeVm } from "../server/drills/shape.ts";
 import { judgeDrill } from "../server/drills/verify.ts";
 import { DRILL_SERVER_URL, recoverOntoVm, type RecoverVmResult } from "../server/drills/vm.ts";
 import { PROJECT_ROOT } from "./lib/debian-kernel.ts";
-import { extractDataBlocks, serialEmitShell, withVm, type VmDisk } from "./lib/qemu.ts";
+import { extractDataBlocks, serialEmitShell, withVm, type VmDisk } from "../server/drills/qemu.ts";
 import { startLoopbackServer } from "./lib/server.ts";
 import { ensureSignedBootFiles } from "./lib/signed-boot.ts";
 import { compareSystems, findBootMarker, reportFromBlocks } from "./lib/compare.ts";

@@ -5,7 +5,7 @@
 import path from "node:path";
 import { busyboxInit, buildInitramfs } from "../rescue/initramfs.ts";
 import { ensureDebianKernel, PROJECT_ROOT } from "./lib/debian-kernel.ts";
-import { extractDataBlocks, serialEmitShell, withVm } from "./lib/qemu.ts";
+import { extractDataBlocks, serialEmitShell, withVm } from "../server/drills/qemu.ts";
 
 const firmware = process.argv.includes("--uefi") ? "uefi" : "bios";
 const dir = path.join(PROJECT_ROOT, ".work", "smoke");

@@ -13,6 +13,7 @@ import {
 } from "./command.ts";
 import { backupCommands } from "./commands/backup.ts";
 import { layoutCommands } from "./commands/layout.ts";
+import { drillCommands } from "./commands/drill.ts";
 import { hostCommands } from "./commands/host.ts";
 import { pruneCommands } from "./commands/prune.ts";
 import { recoverCommands } from "./commands/recover.ts";
@@ -31,6 +32,7 @@ export const COMMANDS: Command[] = [
   ...backupCommands,
   ...recoverCommands,
   ...rescueCommands,
+  ...drillCommands,
 ];
 
 export interface CliIo {

@@ -18,6 +18,15 @@ import {
   type SnapshotInfo,
 } from "../../common/api.ts";
 import { LifeboatError, environmentError } from "../../common/errors.ts";
+import {
+  DrillEventSchema,
+  DrillSchema,
+  DrillSettingsSchema,
+  type Drill,
+  type DrillEvent,
+  type DrillRequest,
+  type DrillSettings,
+} from "../../common/drills.ts";
 
 export const VerifyResultSchema = z.object({
   type: z.literal("result"),
@@ -425,6 +434,93 @@ export class ApiClient {
 
   prune(request: PruneRequest): Promise<PruneResult> {
     return this.#json(PruneResultSchema, "POST", "/v1/prune", request, false);
+  }
+
+  // --- restore drills ----------------------------------------------------------------
+
+  requestDrill(request: DrillRequest): Promise<Drill> {
+    return this.#json(DrillSchema, "POST", "/v1/drills", request, false);
+  }
+
+  async listDrills(query: { host?: string; since?: string } = {}): Promise<Drill[]> {
+    const params = new URLSearchParams();
+    if (query.host) params.set("host", query.host);
+    if (query.since) params.set("since", query.since);
+    const suffix = params.size ? `?${params}` : "";
+    return (
+      await this.#json(z.object({ drills: z.array(DrillSchema) }), "GET", `/v1/drills${suffix}`)
+    ).drills;
+  }
+
+  getDrill(id: string): Promise<Drill> {
+    return this.#json(DrillSchema, "GET", `/v1/drills/${encodeURIComponent(id)}`);
+  }
+
+  async #text(path: string): Promise<string> {
+    return (await this.#readAll(await this.#send("GET", path, {}))).body.toString("utf8");
+  }
+
+  drillJunit(id: string): Promise<string> {
+    return this.#text(`/v1/drills/${encodeURIComponent(id)}/junit`);
+  }
+
+  async drillEvidence(id: string, name: string): Promise<Buffer> {
+    const path = `/v1/drills/${encodeURIComponent(id)}/evidence/${encodeURIComponent(name)}`;
+    return (await this.#readAll(await this.#send("GET", path, {}))).body;
+  }
+
+  getDrillSettings(host: string): Promise<DrillSettings> {
+    return this.#json(
+      DrillSettingsSchema,
+      "GET",
+      `/v1/hosts/${encodeURIComponent(host)}/drill-settings`,
+    );
+  }
+
+  putDrillSettings(host: string, settings: DrillSettings): Promise<DrillSettings> {
+    return this.#json(
+      DrillSettingsSchema,
+      "PUT",
+      `/v1/hosts/${encodeURIComponent(host)}/drill-settings`,
+      settings,
+    );
+  }
+
+  report(query: { host?: string; since?: string; format: "html" | "json" }): Promise<string> {
+    const params = new URLSearchParams({ format: query.format });
+    if (query.host) params.set("host", query.host);
+    if (query.since) params.set("since", query.since);
+    return this.#text(`/v1/report?${params}`);
+  }
+
+  /** A drill's progress (server-sent events), until its final record arrives. */
+  async *drillEvents(id: string): AsyncGenerator<DrillEvent> {
+    const response = await this.#send("GET", `/v1/drills/${encodeURIComponent(id)}/events`, {});
+    const decoder = new TextDecoder();
+    let buffered = "";
+    try {
+      for await (const part of response as AsyncIterable<Buffer>) {
+        buffered += decoder.decode(part, { stream: true });
+        let end: number;
+        while ((end = buffered.indexOf("\n\n")) >= 0) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = block
+            .split("\n")
+            .filter((line) => line.startsWith("data: "))
+            .map((line) => line.slice(6))
+            .join("\n");
+          if (data) yield this.#parse(DrillEventSchema, data, "GET /v1/drills/:id/events");
+        }
+      }
+    } catch (error) {
+      throw environmentError(
+        "LB_SERVER_UNREACHABLE",
+        `The connection to ${this.url} broke while following drill ${id}: ${(error as Error).message}.`,
+        "The drill goes on in the server; follow it again with 'lifeboat drill show ID'.",
+        error,
+      );
+    }
   }
 
   async *verify(readData: boolean): AsyncGenerator<VerifyEvent> {

@@ -28,7 +28,7 @@ import {
 } from "../../rescue/recover/drill-check.ts";
 import { parseStepMarkers } from "../../rescue/recover/log.ts";
 import { RESCUE_READY_MARKER } from "../../rescue/contract.ts";
-import { extractDataBlocks, startVm, type Vm, type VmDisk } from "../../vm-tests/lib/qemu.ts";
+import { extractDataBlocks, startVm, type Vm, type VmDisk } from "./qemu.ts";
 import type { VmShape } from "./shape.ts";
 
 /** Where the guest finds the Lifeboat server (a guestfwd to the host's loopback). */

@@ -15,7 +15,7 @@ import {
   drillCheckFiles,
   renderDrillUnit,
 } from "../../rescue/recover/drill-check.ts";
-import { extractDataBlocks } from "../../vm-tests/lib/qemu.ts";
+import { extractDataBlocks } from "../../server/drills/qemu.ts";
 
 const work = mkdtempSync(path.join(tmpdir(), "lifeboat-drill-check-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

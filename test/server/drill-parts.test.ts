@@ -117,6 +117,7 @@ const drill = (extra: Partial<Drill> = {}): Drill => ({
   rpoSeconds: 1800,
   maxRtoSeconds: 900,
   evidence: ["serial.log", "screen.png"],
+  migrate: null,
   ...extra,
 });
 

@@ -29,6 +29,7 @@ const drill = (id: string, day: number, extra: Partial<Drill> = {}): Drill => ({
   rpoSeconds: 1200,
   maxRtoSeconds: null,
   evidence: [],
+  migrate: null,
   ...extra,
 });
 

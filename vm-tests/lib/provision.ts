@@ -24,7 +24,13 @@ import {
 } from "../fixtures/scenarios.ts";
 import { ensureDebianKernel, PROJECT_ROOT, type DebianKernel } from "./debian-kernel.ts";
 import { ensureDebianRootfs, ensureUncompressedTar, type Rootfs } from "./debootstrap.ts";
-import { extractDataBlocks, ovmfFiles, serialEmitShell, withVm, type VmDisk } from "./qemu.ts";
+import {
+  extractDataBlocks,
+  ovmfFiles,
+  serialEmitShell,
+  withVm,
+  type VmDisk,
+} from "../../server/drills/qemu.ts";
 
 const WORK = path.join(PROJECT_ROOT, ".work");
 const EXPLORE_DIR = path.join(WORK, "explore");

@@ -1,5 +1,6 @@
 // lifeboat server: the backup server in the foreground.
 import { mkdir } from "node:fs/promises";
+import { usageError } from "../../../common/errors.ts";
 import { DEFAULT_LISTEN, parseListen } from "../../../server/listen.ts";
 import type { Command } from "../command.ts";
 
@@ -24,6 +25,38 @@ export const serverCommand: Command = {
       description: "Serve HTTPS with this certificate (PEM)",
     },
     "tls-key": { type: "string", value: "FILE", description: "...and this private key (PEM)" },
+    "rescue-kernel": {
+      type: "string",
+      value: "FILE",
+      description: "Restore drills: the rescue kernel (default: this machine's)",
+    },
+    "rescue-modules": {
+      type: "string",
+      value: "DIR",
+      description: "...and its modules, /lib/modules/VERSION (default: this machine's)",
+    },
+    "drill-keys": {
+      type: "string",
+      value: "DIR",
+      description:
+        "Keyring for drills of encrypted hosts: HOST.key, HOST.luks (default /etc/lifeboat/drill-keys)",
+    },
+    "drill-concurrency": {
+      type: "string",
+      value: "N",
+      description: "Drills at once (default 1; each VM takes a core without KVM)",
+    },
+    "drill-memory": { type: "string", value: "MiB", description: "Drill VM memory (default 1536)" },
+    "drill-evidence": {
+      type: "string",
+      value: "N",
+      description: "Keep the evidence of the newest N drills per host (default 20)",
+    },
+    "signed-boot": {
+      type: "string",
+      value: "DIR",
+      description: "Where Debian's signed shim and GRUB are, for Secure Boot hosts (default /)",
+    },
   },
   examples: [
     "lifeboat server --data /srv/lifeboat",
@@ -32,8 +65,17 @@ export const serverCommand: Command = {
   async run(ctx) {
     const data = ctx.requireString("data");
     const listen = ctx.string("listen") ?? DEFAULT_LISTEN;
-    // A mistyped address must not leave a new empty data directory behind.
+    // A mistyped option must not leave a new empty data directory behind.
     parseListen(listen);
+    const drills = {
+      kernel: ctx.string("rescue-kernel"),
+      modules: ctx.string("rescue-modules"),
+      keyring: ctx.string("drill-keys"),
+      signedBootRoot: ctx.string("signed-boot"),
+      concurrency: countOption(ctx.string("drill-concurrency"), "drill-concurrency", 1, 64),
+      memoryMiB: countOption(ctx.string("drill-memory"), "drill-memory", 256, 65536),
+      keepEvidence: countOption(ctx.string("drill-evidence"), "drill-evidence", 1, 100000),
+    };
     await mkdir(data, { recursive: true, mode: 0o700 });
     // Loaded here, so that no other command pays for fastify and its plugins.
     const { runServer } = await import("../../../server/main.ts");
@@ -42,11 +84,29 @@ export const serverCommand: Command = {
       listen,
       tlsCert: ctx.string("tls-cert"),
       tlsKey: ctx.string("tls-key"),
+      drills,
       gcGraceMs: envMs("LIFEBOAT_GC_GRACE_MS"),
       sessionTtlMs: envMs("LIFEBOAT_SESSION_TTL_MS"),
     });
   },
 };
+
+function countOption(
+  text: string | undefined,
+  name: string,
+  min: number,
+  max: number,
+): number | undefined {
+  if (text === undefined) return undefined;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw usageError(
+      "LB_USAGE_NUMBER",
+      `--${name} ${text} is not a whole number from ${min} to ${max}.`,
+    );
+  }
+  return value;
+}
 
 /** Test and operations knobs: durations from the environment, in milliseconds. */
 function envMs(name: string): number | undefined {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { extractDataBlocks, qemuArgs, serialEmitShell } from "../../vm-tests/lib/qemu.ts";
+import { extractDataBlocks, qemuArgs, serialEmitShell } from "../../server/drills/qemu.ts";
 
 const files = { consoleLog: "/w/c.log", dataLog: "/w/d.log", qmpSocket: "/w/q.sock" };
 
