@@ -73,6 +73,8 @@ export const DrillSchema = z.object({
   phases: z.array(DrillPhaseSchema),
   levels: DrillLevelsSchema,
   probes: z.array(ProbeResultSchema),
+  /** Units systemd reported failed in the restored machine (shown; not a failure alone). */
+  failedUnits: z.array(z.string()).default([]),
   /** From the VM's start to the last probe passing. */
   rtoSeconds: z.number().nonnegative().nullable(),
   /** The snapshot's age when the drill started. */

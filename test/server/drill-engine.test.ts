@@ -219,6 +219,7 @@ describe("drill orchestrator", () => {
       maxRtoSeconds: null,
       evidence: [],
       migrate: null,
+      failedUnits: [],
     };
     first.repo.catalog.saveDrill(stale);
     await first.close();

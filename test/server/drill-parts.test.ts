@@ -118,6 +118,7 @@ const drill = (extra: Partial<Drill> = {}): Drill => ({
   maxRtoSeconds: 900,
   evidence: ["serial.log", "screen.png"],
   migrate: null,
+  failedUnits: [],
   ...extra,
 });
 

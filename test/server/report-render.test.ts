@@ -30,6 +30,7 @@ const drill = (id: string, day: number, extra: Partial<Drill> = {}): Drill => ({
   maxRtoSeconds: null,
   evidence: [],
   migrate: null,
+  failedUnits: [],
   ...extra,
 });
 
