@@ -136,3 +136,58 @@ export const DrillEventSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("state"), drill: DrillSchema }),
 ]);
 export type DrillEvent = z.infer<typeof DrillEventSchema>;
+
+// --- warm standby (server/drills/standby.ts) ---
+
+export const StandbyImageSchema = z.object({
+  host: z.string(),
+  drill: z.string(),
+  snapshot: z.string(),
+  keptAt: z.string(),
+  firmware: z.enum(["bios", "uefi"]),
+  secureBoot: z.boolean(),
+  memoryMiB: z.number().int().positive(),
+  disks: z.array(z.object({ file: z.string(), bus: z.enum(["virtio", "nvme"]) })),
+  /** The drill's RTO: what a restore took, against which the standby's boot time stands. */
+  drillRtoSeconds: z.number().nullable(),
+  /** Bytes the image takes on disk (allocated, not apparent). */
+  bytes: z.number().int().nonnegative(),
+});
+export type StandbyImage = z.infer<typeof StandbyImageSchema>;
+
+export const StandbyDropSchema = z.object({
+  host: z.string(),
+  drill: z.string(),
+  at: z.string(),
+  reason: z.string(),
+});
+
+export const StandbyStateSchema = z.object({
+  capBytes: z.number().int().nonnegative(),
+  usedBytes: z.number().int().nonnegative(),
+  images: z.array(
+    StandbyImageSchema.extend({
+      running: z.boolean(),
+      bootSeconds: z.number().nullable(),
+    }),
+  ),
+  dropped: z.array(StandbyDropSchema),
+});
+export type StandbyState = z.infer<typeof StandbyStateSchema>;
+
+export const StandbyStartSchema = z.object({
+  /** isolated: no network at all; user: QEMU user networking (NAT) with the forwards. */
+  network: z.enum(["isolated", "user"]).default("isolated"),
+  /** host loopback port → guest port */
+  hostfwd: z
+    .array(
+      z.object({
+        hostPort: z.number().int().min(1).max(65535),
+        guestPort: z.number().int().min(1).max(65535),
+      }),
+    )
+    .max(16)
+    .default([]),
+  timeoutSeconds: z.number().int().positive().max(3600).default(600),
+});
+export type StandbyStart = z.infer<typeof StandbyStartSchema>;

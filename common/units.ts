@@ -40,3 +40,11 @@ export function parseDuration(text: string): number | null {
   }
   return trimmed.length > 0 && total > 0 ? total : null;
 }
+
+/** "500M", "20G", "1.5T" or plain bytes (binary units), as bytes; null when it is none of these. */
+export function parseSize(text: string): number | null {
+  const match = /^(\d+(?:\.\d+)?)\s*([KMGT]i?B?)?$/i.exec(text.trim());
+  if (!match) return null;
+  const power = match[2] ? "KMGT".indexOf(match[2][0]!.toUpperCase()) + 1 : 0;
+  return Math.floor(Number(match[1]) * 1024 ** power);
+}

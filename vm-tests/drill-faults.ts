@@ -7,12 +7,22 @@
 //   killed   `lifeboat server` (a child process) is killed with SIGKILL while the drill's
 //            rescue VM runs; the restarted server stops that QEMU, deletes the disks and
 //            marks the drill failed
+//   standby  the disks of scenario 1's passed drill were kept as the host's warm standby:
+//            it boots (isolated) to its ready marker, and exports as a qcow2 file
 //
 // The drill whose snapshot has a broken bootloader is scenario "1x" in run.ts (a source
 // system without GRUB's platform files), in `make vm-test-all`.
 
 import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import {
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from "node:fs";
 import path from "node:path";
 import { ApiClient } from "../agent/client/api.ts";
 import type { Drill } from "../common/drills.ts";
@@ -176,6 +186,40 @@ export async function runDrillFaults(context: DrillFaultsContext): Promise<strin
       );
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     problems.push(...leftovers(context.dataDir, after));
+
+    // standby
+    const state = await server.admin.standbyState();
+    const image = state.images.find((i) => i.host === context.host);
+    if (!image)
+      problems.push(`standby: no image of ${context.host} was kept: ${JSON.stringify(state)}`);
+    else {
+      const started = await server.admin.standbyStart(context.host, { network: "isolated" });
+      say(
+        `standby: ${context.host} (drill ${image.drill}, ${(image.bytes / 2 ** 30).toFixed(2)} GiB) booted in ${started.bootSeconds.toFixed(0)} s; the drill's RTO was ${image.drillRtoSeconds?.toFixed(0)} s`,
+      );
+      const running = (await server.admin.standbyState()).images.find(
+        (i) => i.host === context.host,
+      );
+      if (!running?.running) problems.push("standby: it does not show as running after its start");
+      await server.admin.standbyStop(context.host);
+      const out = mkdtempSync(path.join(context.dataDir, "..", "standby-export-"));
+      const { files } = await server.admin.standbyExport(context.host, "qcow2");
+      for (const file of files)
+        await server.admin.standbyDownload(
+          context.host,
+          file.name,
+          createWriteStream(path.join(out, file.name)),
+        );
+      const got = files.map((f) => statSync(path.join(out, f.name)).size);
+      say(
+        `standby: exported ${files.map((f, i) => `${f.name} ${(got[i]! / 2 ** 20).toFixed(0)} MiB`).join(", ")}`,
+      );
+      if (files.length !== image.disks.length || got.some((size, i) => size !== files[i]!.bytes))
+        problems.push(
+          `standby: the export is incomplete: ${JSON.stringify(files)} vs ${got.join(", ")}`,
+        );
+      rmSync(out, { recursive: true, force: true });
+    }
   } finally {
     server.child.kill("SIGTERM");
     await server.exited;

@@ -616,7 +616,7 @@ async function main(argv: string[]): Promise<number> {
       const faults: RunOutcome = {
         scenario: {
           id: "1f",
-          title: "drills that must fail, and a server killed mid-drill",
+          title: "drills that must fail, a server killed mid-drill, and the warm standby",
           fixture: scenario.fixture,
         },
         ok: false,

@@ -15,6 +15,7 @@ import { backupCommands } from "./commands/backup.ts";
 import { layoutCommands } from "./commands/layout.ts";
 import { drillCommands } from "./commands/drill.ts";
 import { hostCommands } from "./commands/host.ts";
+import { standbyCommands } from "./commands/standby.ts";
 import { pruneCommands } from "./commands/prune.ts";
 import { recoverCommands } from "./commands/recover.ts";
 import { rescueCommands } from "./commands/rescue.ts";
@@ -33,6 +34,7 @@ export const COMMANDS: Command[] = [
   ...recoverCommands,
   ...rescueCommands,
   ...drillCommands,
+  ...standbyCommands,
 ];
 
 export interface CliIo {

@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
+import { pipeline } from "node:stream/promises";
 import { z } from "zod";
 import {
   BackupStatsSchema,
@@ -26,6 +27,9 @@ import {
   type DrillEvent,
   type DrillRequest,
   type DrillSettings,
+  StandbyStartSchema,
+  StandbyStateSchema,
+  type StandbyState,
 } from "../../common/drills.ts";
 
 export const VerifyResultSchema = z.object({
@@ -491,6 +495,50 @@ export class ApiClient {
     if (query.host) params.set("host", query.host);
     if (query.since) params.set("since", query.since);
     return this.#text(`/v1/report?${params}`);
+  }
+
+  standbyState(): Promise<StandbyState> {
+    return this.#json(StandbyStateSchema, "GET", "/v1/standby");
+  }
+
+  standbyStart(host: string, request: z.input<typeof StandbyStartSchema>) {
+    return this.#json(
+      z.object({ host: z.string(), bootSeconds: z.number(), consoleLog: z.string() }),
+      "POST",
+      `/v1/standby/${encodeURIComponent(host)}/start`,
+      request,
+      false,
+    );
+  }
+
+  standbyStop(host: string) {
+    return this.#json(
+      z.object({ stopped: z.boolean() }),
+      "POST",
+      `/v1/standby/${encodeURIComponent(host)}/stop`,
+      {},
+      false,
+    );
+  }
+
+  standbyExport(host: string, format: "qcow2" | "raw") {
+    return this.#json(
+      z.object({ files: z.array(z.object({ name: z.string(), bytes: z.number() })) }),
+      "POST",
+      `/v1/standby/${encodeURIComponent(host)}/export`,
+      { format },
+      false,
+    );
+  }
+
+  /** One exported disk, streamed into `out`. */
+  async standbyDownload(host: string, name: string, out: NodeJS.WritableStream): Promise<void> {
+    const response = await this.#send(
+      "GET",
+      `/v1/standby/${encodeURIComponent(host)}/export/${encodeURIComponent(name)}`,
+      {},
+    );
+    await pipeline(response, out);
   }
 
   /** A drill's progress (server-sent events), until its final record arrives. */

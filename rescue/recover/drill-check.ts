@@ -54,6 +54,10 @@ export const DRILL_DIR = "/usr/local/lib/lifeboat-drill";
 export const DRILL_BOOTED_MARKER = "LIFEBOAT-DRILL-BOOTED";
 export const DRILL_DONE_MARKER = "LIFEBOAT-DRILL-DONE";
 export const DRILL_REPORT_BLOCK = "drill-report";
+/** Drills only: a unit that stays, so that a warm standby booted from the drilled disks says
+ *  when it is up (the RTO of a standby is this marker's time). */
+export const STANDBY_UNIT = "lifeboat-standby-ready.service";
+export const STANDBY_READY_MARKER = "LIFEBOAT-STANDBY-READY";
 
 const quote = (text: string) => `'${text.replace(/'/g, `'\\''`)}'`;
 
@@ -139,6 +143,21 @@ say "${DRILL_DONE_MARKER}"
 `;
 }
 
+/** Prints the standby marker on the first serial port once the system has started. */
+export function renderStandbyUnit(): string {
+  return `[Unit]
+Description=Lifeboat warm standby: says on the serial console that this clone is up
+After=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'echo "${STANDBY_READY_MARKER} host=$(hostname)" > /dev/ttyS0 2>/dev/null || true'
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
 /** Files to write into the recovered tree (relative to its root), with their modes. */
 export function drillCheckFiles(
   spec: DrillSpec,
@@ -146,11 +165,12 @@ export function drillCheckFiles(
   return [
     { path: `etc/systemd/system/${DRILL_UNIT}`, content: renderDrillUnit(), mode: 0o644 },
     { path: `${DRILL_DIR.slice(1)}/check.sh`, content: renderDrillScript(spec), mode: 0o755 },
+    { path: `etc/systemd/system/${STANDBY_UNIT}`, content: renderStandbyUnit(), mode: 0o644 },
   ];
 }
 
-/** The symlink `systemctl enable` would make, without running systemctl in a chroot. */
-export const DRILL_ENABLE_LINK = {
-  path: `etc/systemd/system/multi-user.target.wants/${DRILL_UNIT}`,
-  target: `/etc/systemd/system/${DRILL_UNIT}`,
-};
+/** The symlinks `systemctl enable` would make, without running systemctl in a chroot. */
+export const DRILL_ENABLE_LINKS = [DRILL_UNIT, STANDBY_UNIT].map((unit) => ({
+  path: `etc/systemd/system/multi-user.target.wants/${unit}`,
+  target: `/etc/systemd/system/${unit}`,
+}));

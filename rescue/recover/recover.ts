@@ -54,7 +54,7 @@ import {
   rewriteIdentifiers,
   type IdentifierChange,
 } from "./identifiers.ts";
-import { DRILL_ENABLE_LINK, drillCheckFiles, type DrillSpec } from "./drill-check.ts";
+import { DRILL_ENABLE_LINKS, drillCheckFiles, type DrillSpec } from "./drill-check.ts";
 import { RecoveryLog } from "./log.ts";
 import type { SnapshotInfo } from "../../common/api.ts";
 
@@ -544,7 +544,7 @@ async function fixIdentifiers(
   return changes;
 }
 
-/** The drill's one-shot check, enabled the way `systemctl enable` would. */
+/** The drill's one-shot check and the standby marker, enabled as `systemctl enable` would. */
 async function installDrillCheck(root: string, spec: DrillSpec) {
   for (const file of drillCheckFiles(spec)) {
     const target = path.join(root, file.path);
@@ -552,10 +552,12 @@ async function installDrillCheck(root: string, spec: DrillSpec) {
     await writeFile(target, file.content, { mode: file.mode });
     await chmod(target, file.mode);
   }
-  const link = path.join(root, DRILL_ENABLE_LINK.path);
-  await mkdir(path.dirname(link), { recursive: true });
-  await rm(link, { force: true });
-  await symlink(DRILL_ENABLE_LINK.target, link);
+  for (const { path: relative, target } of DRILL_ENABLE_LINKS) {
+    const link = path.join(root, relative);
+    await mkdir(path.dirname(link), { recursive: true });
+    await rm(link, { force: true });
+    await symlink(target, link);
+  }
 }
 
 /** The pseudo filesystems a chroot into the recovered system needs, mounted and undone. */

@@ -19,7 +19,7 @@
 
 import { createHash, randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -48,6 +48,8 @@ import { sampleFileHashes } from "./samples.ts";
 import { isDue, parseSchedule } from "./schedule.ts";
 import { shapeVm } from "./shape.ts";
 import { judgeDrill } from "./verify.ts";
+import { stopStaleQemu } from "./qemu.ts";
+import { StandbyManager } from "./standby.ts";
 import { DRILL_SERVER_URL, recoverOntoVm, type PhaseTimeouts } from "./vm.ts";
 
 export const DEFAULT_DRILL_KEYRING = "/etc/lifeboat/drill-keys";
@@ -69,6 +71,8 @@ export interface DrillEngineOptions {
   timeouts?: Partial<PhaseTimeouts>;
   /** Files whose checksums level 3 compares (default 24). */
   sampleCount?: number;
+  /** Cap on the disk use of warm standby images (0: keep none; default 20 GiB). */
+  standbyMaxBytes?: number;
   /** Replaces the VM run (tests of the queue). */
   runner?: DrillRunner;
 }
@@ -114,30 +118,6 @@ function emptyOutcome(failedPhase: DrillPhaseName, reason: string): DrillOutcome
   };
 }
 
-/** Stops a QEMU a killed server left behind, if the pid still names one. */
-function stopStaleQemu(pidFile: string): string | null {
-  let pid: number;
-  try {
-    pid = Number(readFileSync(pidFile, "utf8").trim());
-  } catch {
-    return null;
-  }
-  if (!Number.isInteger(pid) || pid <= 1) return null;
-  let cmdline = "";
-  try {
-    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
-  } catch {
-    return null; // gone already
-  }
-  if (!cmdline.includes("qemu-system")) return null; // the pid was reused by something else
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {
-    return null;
-  }
-  return `stopped QEMU ${pid}`;
-}
-
 export class DrillEngine {
   readonly #catalog: Catalog;
   readonly #options: DrillEngineOptions;
@@ -147,6 +127,7 @@ export class DrillEngine {
   readonly #tokens = new Map<string, { host: string; drill: string }>();
   readonly #running = new Map<string, AbortController>();
   readonly #finished = new Set<Promise<void>>();
+  readonly standby: StandbyManager;
   #listener: http.Server | null = null;
   #port = 0;
   #timer: NodeJS.Timeout | null = null;
@@ -158,6 +139,7 @@ export class DrillEngine {
     this.#options = options;
     this.#drillsDir = path.join(options.dataDir, "drills");
     this.#events.setMaxListeners(0);
+    this.standby = new StandbyManager(options.dataDir, options.standbyMaxBytes ?? 20 * 2 ** 30);
     this.#recoverStale();
   }
 
@@ -206,6 +188,7 @@ export class DrillEngine {
     for (const controller of this.#running.values())
       controller.abort(new Error("the server was stopped during the drill"));
     await Promise.allSettled([...this.#finished]);
+    await this.standby.stopAll();
     if (this.#listener) {
       this.#listener.closeAllConnections();
       await new Promise((resolve) => this.#listener!.close(resolve));
@@ -578,6 +561,7 @@ export class DrillEngine {
         shape,
         serverPort: run.serverPort,
         timeouts: this.#options.timeouts,
+        keepDisks: this.standby.enabled,
         signal: budget.signal,
         onPhase: (event) => {
           if (event.phase === "provision" && event.state === "start") return; // already said
@@ -622,6 +606,18 @@ export class DrillEngine {
         .join("\n");
       await writeFile(path.join(dir, "probes.txt"), probeLog || "no probes configured\n");
       evidence.push("probes.txt");
+      if (verdict.problems.length === 0) {
+        // The last passed drill's disks become the host's warm standby.
+        await this.standby.keep({
+          host: drill.host,
+          drill: drill.id,
+          snapshot: drill.snapshot,
+          shape,
+          disks: result.disks,
+          vars: shape.firmware === "uefi" ? path.join(dir, "drill-rescue.vars.fd") : undefined,
+          drillRtoSeconds: result.rtoSeconds,
+        });
+      }
       return {
         ...outcome,
         levels: verdict.levels,

@@ -510,3 +510,27 @@ function tail(text: string, lines = 15): string {
     .map((line) => `    ${line}`)
     .join("\n");
 }
+
+/** Stops a QEMU a killed server left behind, if the pid still names one. */
+export function stopStaleQemu(pidFile: string): string | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, "utf8").trim());
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return null;
+  let cmdline = "";
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+  } catch {
+    return null; // gone already
+  }
+  if (!cmdline.includes("qemu-system")) return null; // the pid was reused by something else
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return null;
+  }
+  return `stopped QEMU ${pid}`;
+}

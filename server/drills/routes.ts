@@ -2,7 +2,8 @@
 // JUnit XML and evidence files, set a host's drill settings (admin), and the evidence
 // report as JSON or one self-contained HTML page. Host tokens see their own host only.
 
-import { createReadStream } from "node:fs";
+import { createReadStream, statSync } from "node:fs";
+import path from "node:path";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
@@ -11,6 +12,8 @@ import {
   DrillRequestSchema,
   DrillSchema,
   DrillSettingsSchema,
+  StandbyStartSchema,
+  StandbyStateSchema,
   type Drill,
   type DrillEvent,
 } from "../../common/drills.ts";
@@ -18,6 +21,7 @@ import { LifeboatError } from "../../common/errors.ts";
 import type { Catalog } from "../catalog.ts";
 import { HttpError } from "../store.ts";
 import type { DrillEngine } from "./engine.ts";
+
 import { renderJunit } from "./junit.ts";
 import { renderReportHtml, reportJson, type ReportInput } from "./report.ts";
 
@@ -255,6 +259,98 @@ export function registerDrillRoutes(
       return reply
         .header("content-type", "application/json")
         .send(JSON.stringify(reportJson(input)));
+    },
+  );
+
+  // --- warm standby (admin) ---------------------------------------------------------------
+
+  api.get(
+    "/v1/standby",
+    { schema: { response: { 200: StandbyStateSchema, ...errors } } },
+    async (request) => {
+      requireAdmin(request);
+      return engine.standby.state();
+    },
+  );
+
+  api.post(
+    "/v1/standby/:host/start",
+    {
+      schema: {
+        params: z.object({ host: hostName }),
+        body: StandbyStartSchema,
+        response: {
+          200: z.object({ host: z.string(), bootSeconds: z.number(), consoleLog: z.string() }),
+          409: ErrorBodySchema,
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const started = await engine.standby.start(request.params.host, request.body);
+      catalog.audit("admin", "standby start", request.params.host, "ok");
+      return {
+        host: request.params.host,
+        bootSeconds: started.bootSeconds,
+        consoleLog: started.log,
+      };
+    },
+  );
+
+  api.post(
+    "/v1/standby/:host/stop",
+    {
+      schema: {
+        params: z.object({ host: hostName }),
+        response: { 200: z.object({ stopped: z.boolean() }), ...errors },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      return { stopped: await engine.standby.stop(request.params.host) };
+    },
+  );
+
+  api.post(
+    "/v1/standby/:host/export",
+    {
+      schema: {
+        params: z.object({ host: hostName }),
+        body: z.object({ format: z.enum(["qcow2", "raw"]) }),
+        response: {
+          200: z.object({ files: z.array(z.object({ name: z.string(), bytes: z.number() })) }),
+          ...errors,
+        },
+      },
+    },
+    async (request) => {
+      requireAdmin(request);
+      const { files } = await engine.standby.export(request.params.host, request.body.format);
+      return {
+        files: files.map((file) => ({ name: path.basename(file), bytes: statSync(file).size })),
+      };
+    },
+  );
+
+  api.get(
+    "/v1/standby/:host/export/:name",
+    { schema: { params: z.object({ host: hostName, name: z.string().max(64) }) } },
+    async (request, reply) => {
+      requireAdmin(request);
+      const file = engine.standby.exportFile(request.params.host, request.params.name);
+      if (!file) {
+        throw new HttpError(
+          404,
+          "LB_STANDBY_NO_EXPORT",
+          `No exported ${request.params.name} for ${request.params.host}.`,
+          "Export first: POST /v1/standby/HOST/export ('lifeboat standby export').",
+        );
+      }
+      return reply
+        .header("content-type", "application/octet-stream")
+        .header("content-length", String(statSync(file).size))
+        .send(createReadStream(file));
     },
   );
 }

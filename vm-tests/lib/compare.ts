@@ -205,9 +205,10 @@ export interface ExpectedDifference {
 export const EXPECTED_DIFFERENCES: ExpectedDifference[] = [
   {
     pattern:
-      /^\/(etc\/systemd\/system|usr\/local\/lib)\/(multi-user\.target\.wants\/)?lifeboat-drill/,
+      /^\/(etc\/systemd\/system|usr\/local\/lib)\/(multi-user\.target\.wants\/)?lifeboat-(drill|standby-ready)/,
     when: { drill: true },
-    reason: "the drill check recovery installs for the first boot (lifeboat.drill=1)",
+    reason:
+      "the drill check recovery installs for the first boot, and the marker a warm standby prints (lifeboat.drill=1)",
   },
   {
     pattern: /^\/boot\/efi\/EFI\/BOOT(\/|$)/i,

@@ -1,6 +1,7 @@
 // lifeboat server: the backup server in the foreground.
 import { mkdir } from "node:fs/promises";
 import { usageError } from "../../../common/errors.ts";
+import { parseSize } from "../../../common/units.ts";
 import { DEFAULT_LISTEN, parseListen } from "../../../server/listen.ts";
 import type { Command } from "../command.ts";
 
@@ -52,6 +53,11 @@ export const serverCommand: Command = {
       value: "N",
       description: "Keep the evidence of the newest N drills per host (default 20)",
     },
+    "standby-max": {
+      type: "string",
+      value: "SIZE",
+      description: "Cap on warm standby images, e.g. 50G (default 20G; 0 keeps none)",
+    },
     "signed-boot": {
       type: "string",
       value: "DIR",
@@ -75,6 +81,7 @@ export const serverCommand: Command = {
       concurrency: countOption(ctx.string("drill-concurrency"), "drill-concurrency", 1, 64),
       memoryMiB: countOption(ctx.string("drill-memory"), "drill-memory", 256, 65536),
       keepEvidence: countOption(ctx.string("drill-evidence"), "drill-evidence", 1, 100000),
+      standbyMaxBytes: sizeOption(ctx.string("standby-max"), "standby-max"),
     };
     await mkdir(data, { recursive: true, mode: 0o700 });
     // Loaded here, so that no other command pays for fastify and its plugins.
@@ -106,6 +113,18 @@ function countOption(
     );
   }
   return value;
+}
+
+function sizeOption(text: string | undefined, name: string): number | undefined {
+  if (text === undefined) return undefined;
+  const bytes = parseSize(text);
+  if (bytes === null)
+    throw usageError(
+      "LB_USAGE_SIZE",
+      `--${name} ${text} is not a size.`,
+      'Write it like "50G" or "500M".',
+    );
+  return bytes;
 }
 
 /** Test and operations knobs: durations from the environment, in milliseconds. */

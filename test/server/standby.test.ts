@@ -1,0 +1,148 @@
+// Warm standby images on disk, with real qemu-img: a passed drill's disks are taken over,
+// a newer one replaces them in one rename, the cap drops the oldest image and says why, and
+// export converts for another hypervisor. Booting a standby is in vm-tests/drill-faults.ts.
+import { execFileSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { StandbyManager } from "../../server/drills/standby.ts";
+import type { VmShape } from "../../server/drills/shape.ts";
+
+const MiB = 1024 * 1024;
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function workDir() {
+  const dir = mkdtempSync(path.join(tmpdir(), "lifeboat-standby-"));
+  dirs.push(dir);
+  return dir;
+}
+
+/** A qcow2 disk of 16 MiB virtual size holding `dataMiB` of random data. */
+function disk(dir: string, name: string, dataMiB: number): string {
+  const raw = path.join(dir, `${name}.raw`);
+  writeFileSync(raw, Buffer.alloc(16 * MiB));
+  const fd = randomBytes(dataMiB * MiB);
+  writeFileSync(raw, Buffer.concat([fd, Buffer.alloc(16 * MiB - fd.length)]));
+  const qcow2 = path.join(dir, `${name}.qcow2`);
+  execFileSync("qemu-img", ["convert", "-O", "qcow2", raw, qcow2]);
+  rmSync(raw);
+  return qcow2;
+}
+
+const shape: VmShape = {
+  firmware: "bios",
+  secureBoot: false,
+  memoryMiB: 512,
+  disks: [{ sizeBytes: 16 * MiB, bus: "virtio", stands: "/dev/vda" }],
+};
+
+describe("warm standby images", () => {
+  it("takes over a passed drill's disks, and a newer drill replaces them", async () => {
+    const data = workDir();
+    const drillTmp = path.join(data, "drill-tmp");
+    mkdirSync(drillTmp);
+    const standby = new StandbyManager(data, 1024 * MiB);
+    const first = disk(drillTmp, "d1", 2);
+    await standby.keep({
+      host: "web1",
+      drill: "d1",
+      snapshot: "s1",
+      shape,
+      disks: [first],
+      vars: undefined,
+      drillRtoSeconds: 150,
+    });
+    expect(existsSync(first)).toBe(false); // moved, not copied
+    await standby.keep({
+      host: "web1",
+      drill: "d2",
+      snapshot: "s2",
+      shape,
+      disks: [disk(drillTmp, "d2", 2)],
+      vars: undefined,
+      drillRtoSeconds: 140,
+    });
+    const state = standby.state();
+    expect(state.images.map((i) => [i.host, i.drill, i.snapshot])).toEqual([["web1", "d2", "s2"]]);
+    expect(state.images[0]!.bytes).toBeGreaterThanOrEqual(2 * MiB);
+    expect(state.usedBytes).toBe(state.images[0]!.bytes);
+    // Nothing half-done is left next to it.
+    expect(readdirSync(path.join(data, "standby"))).toEqual(["web1"]);
+  });
+
+  it("drops the oldest image to stay under the cap, never the one just kept, and says why", async () => {
+    const data = workDir();
+    const drillTmp = path.join(data, "drill-tmp");
+    mkdirSync(drillTmp);
+    const standby = new StandbyManager(data, 7 * MiB);
+    await standby.keep({
+      host: "old",
+      drill: "d1",
+      snapshot: "s1",
+      shape,
+      disks: [disk(drillTmp, "a", 4)],
+      vars: undefined,
+      drillRtoSeconds: 100,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await standby.keep({
+      host: "new",
+      drill: "d2",
+      snapshot: "s2",
+      shape,
+      disks: [disk(drillTmp, "b", 4)],
+      vars: undefined,
+      drillRtoSeconds: 100,
+    });
+    const state = standby.state();
+    expect(state.images.map((i) => i.host)).toEqual(["new"]);
+    expect(state.dropped).toHaveLength(1);
+    expect(state.dropped[0]!.host).toBe("old");
+    expect(state.dropped[0]!.reason).toMatch(
+      /standby cap of 7\.0 MiB \(it was the oldest image, 4\.\d MiB\)/,
+    );
+  });
+
+  it("exports qcow2 and raw, and refuses hosts without an image", async () => {
+    const data = workDir();
+    const drillTmp = path.join(data, "drill-tmp");
+    mkdirSync(drillTmp);
+    const standby = new StandbyManager(data, 1024 * MiB);
+    await standby.keep({
+      host: "db1",
+      drill: "d1",
+      snapshot: "s1",
+      shape,
+      disks: [disk(drillTmp, "a", 1)],
+      vars: undefined,
+      drillRtoSeconds: null,
+    });
+    const raw = await standby.export("db1", "raw");
+    expect(raw.files.map((f) => path.basename(f))).toEqual(["disk0.raw"]);
+    expect(statSync(raw.files[0]!).size).toBe(16 * MiB);
+    const qcow2 = await standby.export("db1", "qcow2");
+    const info = JSON.parse(
+      execFileSync("qemu-img", ["info", "--output=json", qcow2.files[0]!], { encoding: "utf8" }),
+    );
+    expect(info["virtual-size"]).toBe(16 * MiB);
+    expect(info["backing-filename"]).toBeUndefined(); // self-contained
+    expect(standby.exportFile("db1", "disk0.qcow2")).toBe(qcow2.files[0]);
+    expect(standby.exportFile("db1", "../standby.json")).toBeNull();
+    await expect(
+      standby.start("nobody", { network: "isolated", hostfwd: [], timeoutSeconds: 5 }),
+    ).rejects.toThrow(/no standby image of nobody/);
+  });
+});
