@@ -218,7 +218,7 @@ export class DrillEngine {
     const snapshots = this.#catalog.listSnapshots(request.host);
     const snapshot = request.snapshot
       ? snapshots.find((s) => s.id === request.snapshot)
-      : snapshots.at(-1);
+      : snapshots[0]; // newest first
     if (!snapshot) {
       throw new HttpError(
         404,

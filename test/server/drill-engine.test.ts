@@ -68,11 +68,14 @@ describe("drill orchestrator", () => {
     });
     cleanups.push(() => server.close());
     const web = await server.host("web1");
-    const snapshot = await snapshotOf(web.client);
+    const older = await snapshotOf(web.client);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const newest = await snapshotOf(web.client);
     const a = await server.admin.requestDrill({ host: "web1" });
-    const b = await server.admin.requestDrill({ host: "web1", snapshot });
+    const b = await server.admin.requestDrill({ host: "web1", snapshot: older });
     expect(a.state).toBe("queued");
-    expect(a.snapshot).toBe(snapshot); // the latest by default
+    expect(a.snapshot).toBe(newest); // the latest by default
+    expect(b.snapshot).toBe(older);
     await until(
       async () => (await server.admin.listDrills()).every((d) => d.state === "passed"),
       "both drills",
