@@ -264,15 +264,16 @@ export async function recoverOntoVm(options: RecoverVmOptions): Promise<RecoverV
       disks: options.keepDisks ? diskFiles : [],
     };
   } catch (error) {
-    const failure =
-      error instanceof PhaseFailure
+    // Stopped from outside (an RTO budget, the server stopping): that is the reason, not
+    // the VM exit the stop caused.
+    const failure = options.signal?.aborted
+      ? new PhaseFailure(
+          current,
+          (options.signal.reason as Error | undefined)?.message ?? "the drill was stopped",
+        )
+      : error instanceof PhaseFailure
         ? error
-        : new PhaseFailure(
-            current,
-            options.signal?.aborted
-              ? ((options.signal.reason as Error | undefined)?.message ?? "the drill was stopped")
-              : (error as Error).message,
-          );
+        : new PhaseFailure(current, (error as Error).message);
     phases.push({ name: current, seconds: (performance.now() - phaseStarted) / 1000, ok: false });
     options.onPhase?.({ phase: current, state: "failed" });
     await stopVm("failure.png");
