@@ -293,7 +293,8 @@ async function runScenario(
     await admin.putDrillSettings(host, {
       schedule: harness.id === "1" ? "after-snapshot" : "off",
       probes,
-      targets: { rtoSeconds: null, rpoSeconds: null },
+      // What the report holds the drill to: back in 15 minutes, from at most a day ago.
+      targets: { rtoSeconds: 900, rpoSeconds: 86_400 },
       maxRtoSeconds: null,
       migrate: harness.migrate ?? null,
     });
