@@ -159,7 +159,15 @@ export async function recoverOntoVm(options: RecoverVmOptions): Promise<RecoverV
     writeFileSync(pidFile, `${vm.pid}\n`);
     return vm;
   };
-  const abort = () => void (vm as Vm | null)?.stop();
+  // Stopped from outside: the screen as it was, then the VM off at once.
+  const abort = () => {
+    const running = vm as Vm | null;
+    if (!running) return;
+    void running
+      .screendump(path.join(options.dir, "failure.png"))
+      .then(keep, () => undefined)
+      .finally(() => running.stop());
+  };
   options.signal?.addEventListener("abort", abort, { once: true });
 
   const diskFiles = options.shape.disks.map((_, i) => path.join(tmp, `disk${i}.qcow2`));
