@@ -34,9 +34,12 @@ describe("VM harness comparisons", () => {
       "4",
       "5a",
       "5b",
+      "1x",
       "6",
       "7",
     ]);
+    // The drill that must fail breaks the snapshot's bootloader, and expects that phase.
+    expect(HARNESS_SCENARIOS.find((s) => s.id === "1x")!.mustFail?.phase).toBe("bootloader");
     expect(HARNESS_SCENARIOS.find((s) => s.id === "5b")!.migrate).toEqual({
       bus: "nvme",
       scale: 0.8,
