@@ -83,6 +83,11 @@ export const DrillSchema = z.object({
   maxRtoSeconds: z.number().positive().nullable(),
   /** Evidence files kept for this drill (serial log, screenshot, recovery log, probe output). */
   evidence: z.array(z.string()),
+  /** The rescue image the drill built for the host: its size and build time. */
+  rescueImage: z
+    .object({ bytes: z.number().int().nonnegative(), seconds: z.number().nonnegative() })
+    .nullable()
+    .default(null),
   /** Drilled onto deliberately different disks (a migration rehearsal). */
   migrate: MigrateSchema.nullable().default(null),
 });

@@ -559,6 +559,10 @@ function printOutcome(o: RunOutcome) {
     lines.push(
       `  source: boot to marker ${secs(o.sourceBootSeconds)}, backup ${secs(o.backupSeconds)}, VM in all ${secs(o.sourceTotalSeconds)}${o.snapshot ? ` (snapshot ${o.snapshot})` : ""}`,
     );
+  if (o.drill?.rescueImage)
+    lines.push(
+      `  rescue image: ${(o.drill.rescueImage.bytes / 1e6).toFixed(1)} MB, built in ${o.drill.rescueImage.seconds.toFixed(1)} s (by the server, for the drill)`,
+    );
   if (o.drill) {
     const phases = o.drill.phases
       .filter((p) => p.name !== "provision")
@@ -652,6 +656,7 @@ async function main(argv: string[]): Promise<number> {
         sourceTotalSeconds: o.sourceTotalSeconds,
         backupSeconds: o.backupSeconds,
         drill: o.drill?.id ?? null,
+        rescueImage: o.drill?.rescueImage ?? null,
         rtoSeconds: o.drill?.rtoSeconds ?? null,
         rpoSeconds: o.drill?.rpoSeconds ?? null,
         phases: o.drill?.phases ?? [],

@@ -81,7 +81,7 @@ export interface DrillEngineOptions {
 export type DrillOutcome = Pick<
   Drill,
   "failedPhase" | "reason" | "phases" | "levels" | "probes" | "rtoSeconds" | "evidence"
-> & { failedUnits?: string[] };
+> & { failedUnits?: string[]; rescueImage?: Drill["rescueImage"] };
 
 export interface DrillRun {
   drill: Drill;
@@ -245,6 +245,7 @@ export class DrillEngine {
       levels: { boot: null, mounts: null, files: null, probes: null },
       probes: [],
       failedUnits: [],
+      rescueImage: null,
       rtoSeconds: null,
       rpoSeconds: null,
       maxRtoSeconds: request.maxRtoSeconds ?? settings.maxRtoSeconds,
@@ -530,7 +531,7 @@ export class DrillEngine {
     }
     const secureBoot = layout.boot.secureBoot === "enabled";
     const iso = path.join(tmp, "rescue.iso");
-    await buildRescueImage({
+    const built = await buildRescueImage({
       out: iso,
       kernel: this.#options.kernel,
       modules: this.#options.modules,
@@ -583,6 +584,9 @@ export class DrillEngine {
       );
       const evidence = [...result.evidence];
       const outcome: DrillOutcome = {
+        rescueImage: built.iso
+          ? { bytes: built.iso.sizeBytes, seconds: built.seconds.total }
+          : null,
         failedPhase: result.failedPhase,
         reason: result.reason,
         phases,

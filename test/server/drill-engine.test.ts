@@ -223,6 +223,7 @@ describe("drill orchestrator", () => {
       evidence: [],
       migrate: null,
       failedUnits: [],
+      rescueImage: null,
     };
     first.repo.catalog.saveDrill(stale);
     await first.close();

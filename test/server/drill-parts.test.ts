@@ -119,6 +119,7 @@ const drill = (extra: Partial<Drill> = {}): Drill => ({
   evidence: ["serial.log", "screen.png"],
   migrate: null,
   failedUnits: [],
+  rescueImage: null,
   ...extra,
 });
 

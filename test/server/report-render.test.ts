@@ -31,6 +31,7 @@ const drill = (id: string, day: number, extra: Partial<Drill> = {}): Drill => ({
   evidence: [],
   migrate: null,
   failedUnits: [],
+  rescueImage: null,
   ...extra,
 });
 
