@@ -459,6 +459,23 @@ async function runScenario(
     writeFileSync(outcome.report, await admin.report({ host, format: "html" }));
     const drillDir = path.join(server.dataDir, "drills", drill.id);
     outcome.evidenceDir = drillDir;
+    if (harness.mustFail) {
+      // It must fail in that phase, say why, and leave nothing running or on disk.
+      if (
+        drill.state !== "failed" ||
+        drill.failedPhase !== harness.mustFail.phase ||
+        !drill.reason ||
+        /gave no reason/.test(drill.reason)
+      )
+        outcome.problems.push(
+          `expected a failure in ${harness.mustFail.phase}, got ${drill.state} in ${drill.failedPhase}: ${drill.reason}`,
+        );
+      else say(`${harness.id}: failed as it must, in ${drill.failedPhase}: ${drill.reason}`);
+      if (existsSync(path.join(drillDir, "tmp")) || existsSync(path.join(drillDir, "qemu.pid")))
+        outcome.problems.push("the failed drill left its disks or its QEMU pid file behind");
+      outcome.ok = outcome.problems.length === 0;
+      return;
+    }
     // The restored system's own boot marker and report (its first boot).
     const restoredConsole = readText(path.join(drillDir, "drill-boot.console.log"));
     const marker = findBootMarker(restoredConsole);
@@ -470,18 +487,6 @@ async function runScenario(
       );
     } else if (marker.state === "ok" && marker.host !== host) {
       outcome.problems.push(`the restored system calls itself ${marker.host}, not ${host}`);
-    }
-    if (harness.mustFail) {
-      // It must fail in that phase, say why, and leave nothing running or on disk.
-      if (drill.state !== "failed" || drill.failedPhase !== harness.mustFail.phase || !drill.reason)
-        outcome.problems.push(
-          `expected a failure in ${harness.mustFail.phase}, got ${drill.state} in ${drill.failedPhase}: ${drill.reason}`,
-        );
-      else say(`${harness.id}: failed as it must, in ${drill.failedPhase}: ${drill.reason}`);
-      if (existsSync(path.join(drillDir, "tmp")) || existsSync(path.join(drillDir, "qemu.pid")))
-        outcome.problems.push("the failed drill left its disks or its QEMU pid file behind");
-      outcome.ok = outcome.problems.length === 0;
-      return;
     }
     if (drill.state !== "passed") {
       outcome.problems.push(`${drill.failedPhase}: ${drill.reason}`);

@@ -330,9 +330,23 @@ async function followRecovery(vm: Vm, phase: DrillPhaseName, timeoutMs: number) 
     const marks = parseStepMarkers(text);
     const failed = marks.find((m) => m.state === "failed");
     if (failed) {
+      // Recovery prints its reason right after the marker, then files its report with the
+      // server: give it a moment before the VM is stopped.
+      const waitUntil = performance.now() + 20_000;
+      while (
+        recoveryFailure(vm.consoleText()) === null &&
+        vm.running &&
+        performance.now() < waitUntil
+      )
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      const why = recoveryFailure(vm.consoleText());
+      if (why !== null)
+        await vm
+          .waitFor(/recovery log is on the server|Offline recovery/, { timeoutMs: 10_000 })
+          .catch(() => undefined);
       throw new PhaseFailure(
         STEP_PHASE[failed.name] ?? phase,
-        `recovery step ${failed.name} failed: ${recoveryFailure(text) ?? "see the console log"}`,
+        `recovery step ${failed.name} failed: ${why ?? "it gave no reason on the console"}`,
       );
     }
     if (marks.some((m) => m.name === lastStep[phase] && m.state === "done")) return;
