@@ -51,7 +51,13 @@ import type { DrillSpec } from "../rescue/recover/drill-check.ts";
 import type { Drill } from "../common/drills.ts";
 import { DRILL_SERVER_URL } from "../server/drills/vm.ts";
 import { PROJECT_ROOT } from "./lib/debian-kernel.ts";
-import { extractDataBlocks, serialEmitShell, withVm, type VmDisk } from "../server/drills/qemu.ts";
+import {
+  createQcow2,
+  extractDataBlocks,
+  serialEmitShell,
+  withVm,
+  type VmDisk,
+} from "../server/drills/qemu.ts";
 import { startLoopbackServer } from "./lib/server.ts";
 import { runDrillFaults, type DrillFaultsContext } from "./drill-faults.ts";
 import { ensureSignedBootFiles } from "./lib/signed-boot.ts";
@@ -321,18 +327,10 @@ async function runScenario(
     const disks: VmDisk[] = [];
     for (const [index, disk] of scenario.disks.entries()) {
       const overlay = path.join(dir, `source-${index}.qcow2`);
-      await runTool([
-        "qemu-img",
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "raw",
-        "-b",
-        diskFile(scenario, disk, "provision"),
-        overlay,
-      ]);
+      await createQcow2(overlay, {
+        backing: diskFile(scenario, disk, "provision"),
+        format: "raw",
+      });
       disks.push({
         file: overlay,
         format: "qcow2",

@@ -15,7 +15,7 @@ import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa, type ResultPromise } from "execa";
 import { checkFailed, environmentError, usageError } from "../../common/errors.ts";
-import { findTool, missingToolError } from "../../common/exec.ts";
+import { findTool, missingToolError, runTool } from "../../common/exec.ts";
 
 export type Firmware = "bios" | "uefi";
 
@@ -326,6 +326,27 @@ export class Vm {
   async [Symbol.asyncDispose]() {
     await this.stop();
   }
+}
+
+/**
+ * A qcow2 disk: blank with a virtual size in bytes, or an overlay on `backing` that takes
+ * every write while the backing file stays as it is.
+ */
+export async function createQcow2(
+  file: string,
+  from: { sizeBytes: number } | { backing: string; format: "raw" | "qcow2" },
+): Promise<void> {
+  const source = "backing" in from ? ["-F", from.format, "-b", from.backing] : [];
+  await runTool([
+    "qemu-img",
+    "create",
+    "-q",
+    "-f",
+    "qcow2",
+    ...source,
+    file,
+    ...("sizeBytes" in from ? [String(from.sizeBytes)] : []),
+  ]);
 }
 
 /** Starts a VM. Call stop() in a finally block, or use withVm(). */

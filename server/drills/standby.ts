@@ -39,7 +39,7 @@ import { runTool } from "../../common/exec.ts";
 import { formatBytes } from "../../common/units.ts";
 import { STANDBY_READY_MARKER } from "../../rescue/recover/drill-check.ts";
 import { HttpError } from "../store.ts";
-import { startVm, stopStaleQemu, type Vm } from "./qemu.ts";
+import { createQcow2, startVm, stopStaleQemu, type Vm } from "./qemu.ts";
 import type { VmShape } from "./shape.ts";
 
 /** Bytes a file or tree takes on disk. */
@@ -216,18 +216,7 @@ export class StandbyManager {
     const disks = [];
     for (const [i, disk] of image.disks.entries()) {
       const overlay = path.join(run, `disk${i}.qcow2`);
-      await runTool([
-        "qemu-img",
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "qcow2",
-        "-b",
-        path.join(dir, disk.file),
-        overlay,
-      ]);
+      await createQcow2(overlay, { backing: path.join(dir, disk.file), format: "qcow2" });
       disks.push({
         file: overlay,
         format: "qcow2" as const,

@@ -17,7 +17,6 @@
 
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { runTool } from "../../common/exec.ts";
 import type { DrillPhase, DrillPhaseName } from "../../common/drills.ts";
 import {
   DRILL_BOOTED_MARKER,
@@ -28,7 +27,7 @@ import {
 } from "../../rescue/recover/drill-check.ts";
 import { parseStepMarkers } from "../../rescue/recover/log.ts";
 import { RESCUE_READY_MARKER } from "../../rescue/contract.ts";
-import { extractDataBlocks, startVm, type Vm, type VmDisk } from "./qemu.ts";
+import { createQcow2, extractDataBlocks, startVm, type Vm, type VmDisk } from "./qemu.ts";
 import type { VmShape } from "./shape.ts";
 
 /** Where the guest finds the Lifeboat server (a guestfwd to the host's loopback). */
@@ -175,17 +174,8 @@ export async function recoverOntoVm(options: RecoverVmOptions): Promise<RecoverV
   try {
     // provision
     begin("provision");
-    for (const [i, disk] of options.shape.disks.entries()) {
-      await runTool([
-        "qemu-img",
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        diskFiles[i]!,
-        String(disk.sizeBytes),
-      ]);
-    }
+    for (const [i, disk] of options.shape.disks.entries())
+      await createQcow2(diskFiles[i]!, { sizeBytes: disk.sizeBytes });
     const disks: VmDisk[] = options.shape.disks.map((disk, i) => ({
       file: diskFiles[i]!,
       format: "qcow2",
