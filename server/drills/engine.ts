@@ -34,7 +34,6 @@ import {
   type DrillPhaseName,
   type DrillRequest,
   type DrillSettings,
-  type Migrate,
 } from "../../common/drills.ts";
 import { LifeboatError, usageError } from "../../common/errors.ts";
 import { loadKeyFile, type RepoKeys } from "../../common/repository/keys.ts";
@@ -45,7 +44,7 @@ import { DrillSpecSchema, type DrillSpec } from "../../rescue/recover/drill-chec
 import type { Catalog } from "../catalog.ts";
 import { HttpError } from "../store.ts";
 import { sampleFileHashes } from "./samples.ts";
-import { isDue, parseSchedule } from "./schedule.ts";
+import { formatSchedule, isDue, parseSchedule } from "./schedule.ts";
 import { shapeVm } from "./shape.ts";
 import { judgeDrill } from "./verify.ts";
 import { stopStaleQemu } from "./qemu.ts";
@@ -92,7 +91,6 @@ export interface DrillRun {
   serverPort: number;
   token: string;
   settings: DrillSettings;
-  migrate: Migrate | null;
   signal: AbortSignal;
   phase(phase: DrillPhaseName, state: "start" | "done" | "failed"): void;
 }
@@ -264,8 +262,7 @@ export class DrillEngine {
   /** A snapshot was committed: drill it if the host asks for that. */
   snapshotCommitted(host: string, snapshot: string) {
     if (this.#closing) return;
-    const { schedule } = this.#catalog.drillSettings(host);
-    if (schedule.trim() !== "after-snapshot") return;
+    if (this.#catalog.drillSettings(host).schedule !== "after-snapshot") return;
     this.request({ host, snapshot }, "snapshot");
   }
 
@@ -293,9 +290,10 @@ export class DrillEngine {
     return this.#catalog.drillSettings(host);
   }
 
+  /** Refuses a bad schedule now, not at 2 a.m., and stores it in its one spelling. */
   setSettings(host: string, settings: DrillSettings) {
-    parseSchedule(settings.schedule); // refuse a bad one now, not at 2 a.m.
-    this.#catalog.setDrillSettings(host, DrillSettingsSchema.parse(settings));
+    const schedule = formatSchedule(parseSchedule(settings.schedule));
+    this.#catalog.setDrillSettings(host, DrillSettingsSchema.parse({ ...settings, schedule }));
   }
 
   // --- progress -----------------------------------------------------------------------
@@ -353,6 +351,7 @@ export class DrillEngine {
     this.#tokens.set(tokenHash, { host: drill.host, drill: drill.id });
     const client = new ApiClient(`http://127.0.0.1:${this.#port}`, token);
     const phases: Drill["phases"] = [];
+    let inProgress: DrillPhaseName = "provision";
     let phaseStarted = performance.now();
     let outcome: DrillOutcome;
     try {
@@ -363,12 +362,12 @@ export class DrillEngine {
         serverPort: this.#port,
         token,
         settings: this.#catalog.drillSettings(drill.host),
-        migrate: drill.migrate,
         signal,
         phase: (phase, state) => {
           // While it runs, the record's last phase is the one in progress (a restarted
           // server names it when it marks the drill failed).
           if (state === "start") {
+            inProgress = phase;
             phaseStarted = performance.now();
             this.#catalog.saveDrill({
               ...drill,
@@ -395,8 +394,7 @@ export class DrillEngine {
         error instanceof LifeboatError
           ? `${error.message}${error.hint ? ` (${error.hint})` : ""}`
           : (error as Error).message;
-      outcome = { ...emptyOutcome(phases.length ? "rescue-boot" : "provision", reason), phases };
-      outcome.failedPhase = phases.find((p) => !p.ok)?.name ?? "provision";
+      outcome = { ...emptyOutcome(inProgress, reason), phases };
     } finally {
       this.#tokens.delete(tokenHash);
       rmSync(path.join(dir, "tmp"), { recursive: true, force: true });
@@ -491,7 +489,7 @@ export class DrillEngine {
     }
     const shape = shapeVm(layout, {
       memoryMiB: this.#options.memoryMiB ?? 1536,
-      migrate: run.migrate ?? undefined,
+      migrate: drill.migrate ?? undefined,
     });
     const expected = await sampleFileHashes({
       source: client,

@@ -56,8 +56,9 @@ export function registerDrillRoutes(
 ) {
   const api = app.withTypeProvider<ZodTypeProvider>();
   const visible = (request: FastifyRequest, id: string): Drill => {
+    // Another host's drill is "not found" to a host token, as if it did not exist.
+    const scope = hostScope(request, undefined);
     const drill = catalog.drill(id);
-    const scope = hostScope(request, drill?.host);
     if (!drill || (scope !== null && scope !== drill.host)) {
       throw new HttpError(
         404,
