@@ -57,9 +57,14 @@ export class StandbyManager {
   constructor(dataDir: string, capBytes: number) {
     this.#dir = path.join(dataDir, "standby");
     this.#capBytes = capBytes;
-    // A standby a killed server left running has no owner any more: stop it.
+    // A standby a killed server left running has no owner any more: stop it. A folder
+    // starting with "." is a keep() a crash cut short: incomplete, so it goes.
     if (existsSync(this.#dir)) {
       for (const name of readdirSync(this.#dir)) {
+        if (name.startsWith(".")) {
+          rmSync(path.join(this.#dir, name), { recursive: true, force: true });
+          continue;
+        }
         const run = path.join(this.#dir, name, "run");
         if (!existsSync(path.join(run, "qemu.pid"))) continue;
         stopStaleQemu(path.join(run, "qemu.pid"));
@@ -70,6 +75,10 @@ export class StandbyManager {
 
   get enabled(): boolean {
     return this.#capBytes > 0;
+  }
+
+  #isRunning(host: string): boolean {
+    return this.#running.get(host)?.vm.running === true;
   }
 
   #hostDir(host: string) {
@@ -87,7 +96,18 @@ export class StandbyManager {
     drillRtoSeconds: number | null;
   }): Promise<void> {
     if (!this.enabled) return;
-    if (this.#running.has(input.host)) return; // never swap disks under a running standby
+    if (this.#isRunning(input.host)) {
+      // Never swap disks under a running standby; the drill's disks are deleted with it.
+      this.#recordDrops([
+        {
+          host: input.host,
+          drill: input.drill,
+          at: new Date().toISOString(),
+          reason: `not kept: the standby of ${input.host} was running, and its disks are not replaced under it`,
+        },
+      ]);
+      return;
+    }
     const staging = path.join(this.#dir, `.${input.host}.${input.drill}`);
     rmSync(staging, { recursive: true, force: true });
     await mkdir(staging, { recursive: true, mode: 0o700 });
@@ -122,12 +142,7 @@ export class StandbyManager {
     if (!existsSync(this.#dir)) return [];
     const out: StandbyImage[] = [];
     for (const name of readdirSync(this.#dir)) {
-      if (name.startsWith(".")) {
-        // A keep() cut short by a crash: its staging folder is incomplete.
-        if (!this.#running.size)
-          rmSync(path.join(this.#dir, name), { recursive: true, force: true });
-        continue;
-      }
+      if (name.startsWith(".")) continue; // a keep() in progress
       const file = path.join(this.#dir, name, "standby.json");
       if (!existsSync(file)) continue;
       const parsed = StandbyImageSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
@@ -143,27 +158,32 @@ export class StandbyManager {
     return parsed.success ? parsed.data : [];
   }
 
+  /** Prepends to dropped.json (the newest 50 are kept). */
+  #recordDrops(drops: z.infer<typeof StandbyDropSchema>[]) {
+    if (drops.length === 0) return;
+    writeFileSync(
+      path.join(this.#dir, "dropped.json"),
+      `${JSON.stringify([...drops, ...this.#dropped()].slice(0, 50), null, 2)}\n`,
+    );
+  }
+
   #enforceCap(justKept: string) {
     const images = this.#images(); // newest first
     let used = images.reduce((sum, i) => sum + i.bytes, 0);
-    const drops = this.#dropped();
+    const drops: z.infer<typeof StandbyDropSchema>[] = [];
     for (const image of [...images].reverse()) {
       if (used <= this.#capBytes) break;
-      if (image.host === justKept || this.#running.has(image.host)) continue;
+      if (image.host === justKept || this.#isRunning(image.host)) continue;
       rmSync(this.#hostDir(image.host), { recursive: true, force: true });
       used -= image.bytes;
-      drops.unshift({
+      drops.push({
         host: image.host,
         drill: image.drill,
         at: new Date().toISOString(),
         reason: `dropped to stay under the standby cap of ${formatBytes(this.#capBytes)} (it was the oldest image, ${formatBytes(image.bytes)})`,
       });
     }
-    if (drops.length > 0)
-      writeFileSync(
-        path.join(this.#dir, "dropped.json"),
-        `${JSON.stringify(drops.slice(0, 50), null, 2)}\n`,
-      );
+    this.#recordDrops(drops.reverse()); // newest first, like the file
   }
 
   state(): StandbyState {
@@ -172,11 +192,11 @@ export class StandbyManager {
       capBytes: this.#capBytes,
       usedBytes: images.reduce((sum, i) => sum + i.bytes, 0),
       images: images.map((image) => {
-        const running = this.#running.get(image.host);
+        const running = this.#isRunning(image.host);
         return {
           ...image,
-          running: running !== undefined && running.vm.running,
-          bootSeconds: running?.bootSeconds ?? null,
+          running,
+          bootSeconds: running ? (this.#running.get(image.host)!.bootSeconds ?? null) : null,
         };
       }),
       dropped: this.#dropped(),
@@ -201,7 +221,7 @@ export class StandbyManager {
   /** Boots the host's standby and waits for its marker; returns the boot time (its RTO). */
   async start(host: string, request: StandbyStart): Promise<{ bootSeconds: number; log: string }> {
     const image = this.#image(host);
-    if (this.#running.get(host)?.vm.running) {
+    if (this.#isRunning(host)) {
       throw new HttpError(
         409,
         "LB_STANDBY_RUNNING",
