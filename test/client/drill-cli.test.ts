@@ -1,7 +1,6 @@
 // The drill commands against a real server on loopback (the VM run replaced by a runner
 // that passes or fails as told): drill run follows the drill and exits by its outcome,
 // writes JUnit, drill settings validates and saves, report writes the HTML.
-import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -9,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DrillOutcome } from "../../server/drills/engine.ts";
 import { parseDuration } from "../../common/units.ts";
 import { cli } from "../helpers/cli.ts";
-import { startServer, type TestServer } from "../helpers/server.ts";
+import { emptySnapshot, startServer, type TestServer } from "../helpers/server.ts";
 
 let server: TestServer;
 let verdict: DrillOutcome;
@@ -25,16 +24,7 @@ beforeAll(async () => {
       },
     },
   });
-  const { client } = await server.host("app1");
-  const { id } = await client.createSnapshot({ keyId: null, parent: null });
-  const manifest = randomBytes(32);
-  const hash = createHash("sha256").update(manifest).digest("hex");
-  await client.putManifest(id, manifest, hash);
-  await client.commit(id, {
-    chunks: [],
-    stats: { bytes: 0, newBytes: 0, files: 0, seconds: 0 },
-    summary: { manifestId: hash },
-  });
+  await emptySnapshot((await server.host("app1")).client);
 });
 afterAll(async () => {
   await server.close();

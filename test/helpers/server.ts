@@ -1,6 +1,7 @@
 // A real Lifeboat server for tests: in-process on 127.0.0.1 with a temp data directory, or
 // as a child process (bin/lifeboat server) where a test needs to kill it.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { connect, createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -148,4 +149,18 @@ export async function startChildServer(
     () => kill("SIGKILL"),
   );
   return { ...server, child, kill, stderr: () => stderr };
+}
+
+/** A committed snapshot with a random manifest and no chunks: enough for drill queueing. */
+export async function emptySnapshot(client: ApiClient): Promise<string> {
+  const { id } = await client.createSnapshot({ keyId: null, parent: null });
+  const manifest = randomBytes(64);
+  const hash = createHash("sha256").update(manifest).digest("hex");
+  await client.putManifest(id, manifest, hash);
+  await client.commit(id, {
+    chunks: [],
+    stats: { bytes: 0, newBytes: 0, files: 0, seconds: 0 },
+    summary: { manifestId: hash },
+  });
+  return id;
 }

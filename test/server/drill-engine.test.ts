@@ -4,15 +4,13 @@
 // real QEMU process and a temp disk, both gone afterwards). The VM run itself is replaced
 // here by a runner that records when it ran; vm-tests/ drills real VMs.
 import { spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { ApiClient } from "../../agent/client/api.ts";
 import type { Drill, DrillEvent } from "../../common/drills.ts";
 import type { DrillOutcome, DrillRun } from "../../server/drills/engine.ts";
-import { startServer } from "../helpers/server.ts";
+import { emptySnapshot, startServer } from "../helpers/server.ts";
 
 const passed = (rtoSeconds = 42): DrillOutcome => ({
   failedPhase: null,
@@ -23,19 +21,6 @@ const passed = (rtoSeconds = 42): DrillOutcome => ({
   rtoSeconds,
   evidence: [],
 });
-
-async function snapshotOf(client: ApiClient): Promise<string> {
-  const { id } = await client.createSnapshot({ keyId: null, parent: null });
-  const manifest = randomBytes(64);
-  const hash = createHash("sha256").update(manifest).digest("hex");
-  await client.putManifest(id, manifest, hash);
-  await client.commit(id, {
-    chunks: [],
-    stats: { bytes: 0, newBytes: 0, files: 0, seconds: 0 },
-    summary: { manifestId: hash },
-  });
-  return id;
-}
 
 async function until(check: () => boolean | Promise<boolean>, what: string, ms = 10_000) {
   const deadline = Date.now() + ms;
@@ -68,9 +53,9 @@ describe("drill orchestrator", () => {
     });
     cleanups.push(() => server.close());
     const web = await server.host("web1");
-    const older = await snapshotOf(web.client);
+    const older = await emptySnapshot(web.client);
     await new Promise((resolve) => setTimeout(resolve, 5));
-    const newest = await snapshotOf(web.client);
+    const newest = await emptySnapshot(web.client);
     const a = await server.admin.requestDrill({ host: "web1" });
     const b = await server.admin.requestDrill({ host: "web1", snapshot: older });
     expect(a.state).toBe("queued");
@@ -100,7 +85,7 @@ describe("drill orchestrator", () => {
       migrate: null,
     });
     expect((await server.admin.getDrillSettings("db1")).probes[0]!.name).toBe("pg");
-    const snapshot = await snapshotOf(db.client);
+    const snapshot = await emptySnapshot(db.client);
     await until(
       async () =>
         (await server.admin.listDrills({ host: "db1" })).some((d) => d.state === "failed"),
@@ -140,7 +125,7 @@ describe("drill orchestrator", () => {
     });
     cleanups.push(() => server.close());
     const web = await server.host("web2");
-    await snapshotOf(web.client);
+    await emptySnapshot(web.client);
     const drill = await server.admin.requestDrill({ host: "web2" });
     const events: DrillEvent[] = [];
     const following = (async () => {
@@ -175,7 +160,7 @@ describe("drill orchestrator", () => {
     cleanups.push(() => server.close());
     const web = await server.host("web3");
     await server.host("other");
-    await snapshotOf(web.client);
+    await emptySnapshot(web.client);
     const drill = await server.admin.requestDrill({ host: "web3" });
     await until(
       async () => (await server.admin.getDrill(drill.id)).state === "passed",
@@ -196,7 +181,7 @@ describe("drill orchestrator", () => {
     cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
     const first = await startServer({ dataDir, drills: { runner: async () => passed() } });
     const web = await first.host("web4");
-    const snapshot = await snapshotOf(web.client);
+    const snapshot = await emptySnapshot(web.client);
     // What a server killed in the rescue-boot phase leaves: the record says running, QEMU
     // still runs (its pid in the drill's folder), the disks are still there.
     const id = "dmk0stale0001a2b3c4d5e";

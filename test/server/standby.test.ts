@@ -24,18 +24,22 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
+/** A data directory, and a folder in it where "drills" leave their disks. */
 function workDir() {
-  const dir = mkdtempSync(path.join(tmpdir(), "lifeboat-standby-"));
-  dirs.push(dir);
-  return dir;
+  const data = mkdtempSync(path.join(tmpdir(), "lifeboat-standby-"));
+  dirs.push(data);
+  const drillTmp = path.join(data, "drill-tmp");
+  mkdirSync(drillTmp);
+  return { data, drillTmp };
 }
 
 /** A qcow2 disk of 16 MiB virtual size holding `dataMiB` of random data. */
 function disk(dir: string, name: string, dataMiB: number): string {
   const raw = path.join(dir, `${name}.raw`);
-  writeFileSync(raw, Buffer.alloc(16 * MiB));
-  const fd = randomBytes(dataMiB * MiB);
-  writeFileSync(raw, Buffer.concat([fd, Buffer.alloc(16 * MiB - fd.length)]));
+  writeFileSync(
+    raw,
+    Buffer.concat([randomBytes(dataMiB * MiB), Buffer.alloc((16 - dataMiB) * MiB)]),
+  );
   const qcow2 = path.join(dir, `${name}.qcow2`);
   execFileSync("qemu-img", ["convert", "-O", "qcow2", raw, qcow2]);
   rmSync(raw);
@@ -49,31 +53,43 @@ const shape: VmShape = {
   disks: [{ sizeBytes: 16 * MiB, bus: "virtio", stands: "/dev/vda" }],
 };
 
+/** A passed drill whose one disk holds `dataMiB` of data, kept as the host's standby. */
+async function keepDrill(
+  standby: StandbyManager,
+  drillTmp: string,
+  kept: { host: string; drill: string; snapshot: string; dataMiB: number; rto: number | null },
+): Promise<string> {
+  const file = disk(drillTmp, kept.drill, kept.dataMiB);
+  await standby.keep({
+    host: kept.host,
+    drill: kept.drill,
+    snapshot: kept.snapshot,
+    shape,
+    disks: [file],
+    vars: undefined,
+    drillRtoSeconds: kept.rto,
+  });
+  return file;
+}
+
 describe("warm standby images", () => {
   it("takes over a passed drill's disks, and a newer drill replaces them", async () => {
-    const data = workDir();
-    const drillTmp = path.join(data, "drill-tmp");
-    mkdirSync(drillTmp);
+    const { data, drillTmp } = workDir();
     const standby = new StandbyManager(data, 1024 * MiB);
-    const first = disk(drillTmp, "d1", 2);
-    await standby.keep({
+    const first = await keepDrill(standby, drillTmp, {
       host: "web1",
       drill: "d1",
       snapshot: "s1",
-      shape,
-      disks: [first],
-      vars: undefined,
-      drillRtoSeconds: 150,
+      dataMiB: 2,
+      rto: 150,
     });
     expect(existsSync(first)).toBe(false); // moved, not copied
-    await standby.keep({
+    await keepDrill(standby, drillTmp, {
       host: "web1",
       drill: "d2",
       snapshot: "s2",
-      shape,
-      disks: [disk(drillTmp, "d2", 2)],
-      vars: undefined,
-      drillRtoSeconds: 140,
+      dataMiB: 2,
+      rto: 140,
     });
     const state = standby.state();
     expect(state.images.map((i) => [i.host, i.drill, i.snapshot])).toEqual([["web1", "d2", "s2"]]);
@@ -84,28 +100,22 @@ describe("warm standby images", () => {
   });
 
   it("drops the oldest image to stay under the cap, never the one just kept, and says why", async () => {
-    const data = workDir();
-    const drillTmp = path.join(data, "drill-tmp");
-    mkdirSync(drillTmp);
+    const { data, drillTmp } = workDir();
     const standby = new StandbyManager(data, 7 * MiB);
-    await standby.keep({
+    await keepDrill(standby, drillTmp, {
       host: "old",
       drill: "d1",
       snapshot: "s1",
-      shape,
-      disks: [disk(drillTmp, "a", 4)],
-      vars: undefined,
-      drillRtoSeconds: 100,
+      dataMiB: 4,
+      rto: 100,
     });
     await new Promise((resolve) => setTimeout(resolve, 10));
-    await standby.keep({
+    await keepDrill(standby, drillTmp, {
       host: "new",
       drill: "d2",
       snapshot: "s2",
-      shape,
-      disks: [disk(drillTmp, "b", 4)],
-      vars: undefined,
-      drillRtoSeconds: 100,
+      dataMiB: 4,
+      rto: 100,
     });
     const state = standby.state();
     expect(state.images.map((i) => i.host)).toEqual(["new"]);
@@ -117,18 +127,14 @@ describe("warm standby images", () => {
   });
 
   it("exports qcow2 and raw, and refuses hosts without an image", async () => {
-    const data = workDir();
-    const drillTmp = path.join(data, "drill-tmp");
-    mkdirSync(drillTmp);
+    const { data, drillTmp } = workDir();
     const standby = new StandbyManager(data, 1024 * MiB);
-    await standby.keep({
+    await keepDrill(standby, drillTmp, {
       host: "db1",
       drill: "d1",
       snapshot: "s1",
-      shape,
-      disks: [disk(drillTmp, "a", 1)],
-      vars: undefined,
-      drillRtoSeconds: null,
+      dataMiB: 1,
+      rto: null,
     });
     const raw = await standby.export("db1", "raw");
     expect(raw.files.map((f) => path.basename(f))).toEqual(["disk0.raw"]);
