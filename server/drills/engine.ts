@@ -213,10 +213,11 @@ export class DrillEngine {
         "List hosts with 'lifeboat host list'.",
       );
     }
-    const snapshots = this.#catalog.listSnapshots(request.host);
+    // The one asked for (committed, this host's), else the newest.
+    const asked = request.snapshot ? this.#catalog.snapshot(request.snapshot) : null;
     const snapshot = request.snapshot
-      ? snapshots.find((s) => s.id === request.snapshot)
-      : snapshots[0]; // newest first
+      ? asked?.host === request.host && asked.state === "committed" && asked
+      : this.#catalog.listSnapshots(request.host)[0];
     if (!snapshot) {
       throw new HttpError(
         404,
