@@ -1,5 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { extractDataBlocks, qemuArgs, serialEmitShell } from "../../server/drills/qemu.ts";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import {
+  createQcow2,
+  extractDataBlocks,
+  qemuArgs,
+  serialEmitShell,
+} from "../../server/drills/qemu.ts";
 
 const files = { consoleLog: "/w/c.log", dataLog: "/w/d.log", qmpSocket: "/w/q.sock" };
 
@@ -120,5 +129,27 @@ describe("qemuArgs", () => {
     const pflash = args.filter((a) => a.startsWith("if=pflash"));
     expect(pflash[0]).toMatch(/readonly=on,file=\/usr\/share\/OVMF\/OVMF_CODE_4M\.fd$/);
     expect(pflash[1]).toBe("if=pflash,format=raw,unit=1,file=/w/t.vars.fd");
+  });
+});
+
+describe("createQcow2", () => {
+  it("makes blank disks of a virtual size, and overlays that name their backing file", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), "lifeboat-qcow2-"));
+    try {
+      const info = (file: string) =>
+        JSON.parse(execFileSync("qemu-img", ["info", "--output=json", file], { encoding: "utf8" }));
+      const blank = path.join(dir, "blank.qcow2");
+      await createQcow2(blank, { sizeBytes: 64 * 1024 * 1024 });
+      expect(info(blank)).toMatchObject({ format: "qcow2", "virtual-size": 64 * 1024 * 1024 });
+      const overlay = path.join(dir, "overlay.qcow2");
+      await createQcow2(overlay, { backing: blank, format: "qcow2" });
+      expect(info(overlay)).toMatchObject({
+        "backing-filename": blank,
+        "backing-filename-format": "qcow2",
+        "virtual-size": 64 * 1024 * 1024,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
