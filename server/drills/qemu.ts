@@ -61,12 +61,20 @@ export interface VmOptions {
   /** QEMU user networking; off (no NIC at all) unless given. */
   network?: VmNetwork;
   accel?: "tcg" | "kvm";
-  /** The CPU model; by default "max" under TCG and "host" under KVM. */
+  /** The CPU model; by default "qemu64" under TCG and "host" under KVM (see TCG_CPU). */
   cpu?: string;
   extraArgs?: readonly string[];
 }
 
 const OVMF_DIR = "/usr/share/OVMF";
+
+/**
+ * The CPU model under software emulation. With "max", glibc and OpenSSL pick their SSE4.2 and
+ * AVX2 routines, whose instructions TCG emulates slowly: booting a test system to power-off
+ * took 115-118 s with "max", 100-106 s with Nehalem or Westmere, and 76-86 s with "qemu64"
+ * (the x86-64 baseline, SSE2), on one machine in one run.
+ */
+export const TCG_CPU = "qemu64";
 
 export function qemuAccel(): "tcg" | "kvm" {
   const wanted = process.env.LIFEBOAT_QEMU_ACCEL;
@@ -109,7 +117,7 @@ export function qemuArgs(
     "-accel",
     accel,
     "-cpu",
-    options.cpu ?? (accel === "kvm" ? "host" : "max"),
+    options.cpu ?? (accel === "kvm" ? "host" : TCG_CPU),
     "-m",
     String(options.memoryMiB ?? 1024),
     "-smp",
