@@ -174,14 +174,18 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
       const port = await freePort();
       url = `http://127.0.0.1:${port}`;
       const log = createWriteStream(serverLog);
-      server = execa(bin[0]!, [...bin.slice(1), "server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`], {
-        stdin: "ignore",
-        stdout: ["pipe"],
-        stderr: ["pipe"],
-        reject: false,
-        env: { LC_ALL: "C" },
-        extendEnv: true,
-      });
+      server = execa(
+        bin[0]!,
+        [...bin.slice(1), "server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`],
+        {
+          stdin: "ignore",
+          stdout: ["pipe"],
+          stderr: ["pipe"],
+          reject: false,
+          env: { LC_ALL: "C" },
+          extendEnv: true,
+        },
+      );
       server.stdout?.pipe(log);
       server.stderr?.pipe(log);
       await waitForServer(port, path.join(repositoryDir, "admin.token"), server, serverLog);
