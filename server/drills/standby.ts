@@ -167,15 +167,21 @@ export class StandbyManager {
     );
   }
 
+  /** What a host's folder takes: its image, and an export of it waiting to be fetched. */
+  #usedBy(image: StandbyImage): number {
+    const out = path.join(this.#hostDir(image.host), "export");
+    return image.bytes + (existsSync(out) ? allocated(out) : 0);
+  }
+
   #enforceCap(justKept: string) {
     const images = this.#images(); // newest first
-    let used = images.reduce((sum, i) => sum + i.bytes, 0);
+    let used = images.reduce((sum, i) => sum + this.#usedBy(i), 0);
     const drops: z.infer<typeof StandbyDropSchema>[] = [];
     for (const image of [...images].reverse()) {
       if (used <= this.#capBytes) break;
       if (image.host === justKept || this.#isRunning(image.host)) continue;
+      used -= this.#usedBy(image);
       rmSync(this.#hostDir(image.host), { recursive: true, force: true });
-      used -= image.bytes;
       drops.push({
         host: image.host,
         drill: image.drill,
@@ -190,7 +196,7 @@ export class StandbyManager {
     const images = this.#images();
     return {
       capBytes: this.#capBytes,
-      usedBytes: images.reduce((sum, i) => sum + i.bytes, 0),
+      usedBytes: images.reduce((sum, i) => sum + this.#usedBy(i), 0),
       images: images.map((image) => {
         const running = this.#isRunning(image.host);
         return {
@@ -308,6 +314,8 @@ export class StandbyManager {
       await runTool(["qemu-img", "convert", "-O", format, path.join(dir, disk.file), target]);
       files.push(target);
     }
+    // The export counts against the cap like the image: older images of other hosts make room.
+    this.#enforceCap(host);
     return { files };
   }
 

@@ -126,6 +126,33 @@ describe("warm standby images", () => {
     );
   });
 
+  it("counts an export against the cap, and makes room by dropping the oldest image", async () => {
+    const { data, drillTmp } = workDir();
+    const standby = new StandbyManager(data, 10 * MiB);
+    await keepDrill(standby, drillTmp, {
+      host: "old",
+      drill: "d1",
+      snapshot: "s1",
+      dataMiB: 4,
+      rto: 100,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    await keepDrill(standby, drillTmp, {
+      host: "new",
+      drill: "d2",
+      snapshot: "s2",
+      dataMiB: 4,
+      rto: 100,
+    });
+    expect(standby.state().images.map((i) => i.host)).toEqual(["new", "old"]);
+    await standby.export("new", "qcow2");
+    const state = standby.state();
+    expect(state.images.map((i) => i.host)).toEqual(["new"]);
+    expect(state.dropped[0]!.host).toBe("old");
+    expect(state.usedBytes).toBeGreaterThanOrEqual(8 * MiB);
+    expect(standby.exportFile("new", "disk0.qcow2")).not.toBeNull();
+  });
+
   it("exports qcow2 and raw, and refuses hosts without an image", async () => {
     const { data, drillTmp } = workDir();
     const standby = new StandbyManager(data, 1024 * MiB);
@@ -146,6 +173,9 @@ describe("warm standby images", () => {
     expect(info["virtual-size"]).toBe(16 * MiB);
     expect(info["backing-filename"]).toBeUndefined(); // self-contained
     expect(standby.exportFile("db1", "disk0.qcow2")).toBe(qcow2.files[0]);
+    // The export waiting to be fetched counts against the cap like the image.
+    const state = standby.state();
+    expect(state.usedBytes).toBeGreaterThanOrEqual(state.images[0]!.bytes + MiB);
     expect(standby.exportFile("db1", "../standby.json")).toBeNull();
     await expect(
       standby.start("nobody", { network: "isolated", hostfwd: [], timeoutSeconds: 5 }),

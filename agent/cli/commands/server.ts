@@ -56,7 +56,8 @@ export const serverCommand: Command = {
     "standby-max": {
       type: "string",
       value: "SIZE",
-      description: "Cap on warm standby images, e.g. 50G (default 20G; 0 keeps none)",
+      description:
+        "Cap on warm standby images and their exports, e.g. 50G (default 20G; 0 keeps none)",
     },
     "signed-boot": {
       type: "string",
