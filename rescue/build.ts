@@ -5,7 +5,7 @@
 // agent config and keys, and the /init from rescue/init.ts). grub-mkrescue wraps it with
 // the kernel into a hybrid ISO: El Torito + GRUB i386-pc for BIOS, an ESP image with GRUB
 // x86_64-efi for UEFI, and an MBR/GPT so the same file can be written raw to a USB stick.
-// --pxe DIR writes the kernel and the initrd (plus sample boot configs) for network boot.
+// --pxe DIR writes the kernel and the initrd (plus boot configs for pxelinux, GRUB and iPXE).
 //
 // Nothing here needs root (capturing the layout does, unless --layout gives one). The work
 // happens in a temporary directory that is removed on every path out, and the ISO appears
@@ -41,6 +41,7 @@ import {
   parseExtraCmdline,
   renderGrubConfig,
   renderGrubNetConfig,
+  renderIpxeScript,
   renderPxelinuxConfig,
   type RescueEntry,
 } from "./grub.ts";
@@ -647,11 +648,12 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
       const configs: [string, string][] = [
         [path.join(dir, "pxelinux.cfg", "default"), renderPxelinuxConfig(net)],
         [path.join(dir, "grub.cfg"), renderGrubNetConfig(net)],
+        [path.join(dir, "boot.ipxe"), renderIpxeScript(net)],
       ];
       for (const [file, text] of configs) await writeFileAtomic(file, text);
       pxe = {
         dir,
-        files: ["vmlinuz", "initrd.zst", "pxelinux.cfg/default", "grub.cfg"].map((f) =>
+        files: ["vmlinuz", "initrd.zst", "pxelinux.cfg/default", "grub.cfg", "boot.ipxe"].map((f) =>
           path.join(dir, f),
         ),
       };

@@ -38,6 +38,10 @@ export interface VmNetwork {
   guestfwd?: { address: string; port: number; hostPort: number }[];
   /** host loopback port -> guest port. */
   hostfwd?: { hostPort: number; guestPort: number }[];
+  /** Network boot: QEMU's TFTP server serves `dir`, DHCP names `bootfile`. */
+  tftp?: { dir: string; bootfile: string };
+  /** The NIC's place in the firmware's boot order (network boot when it comes first). */
+  bootIndex?: number;
 }
 
 export interface UefiOptions {
@@ -179,7 +183,12 @@ export function qemuArgs(
     for (const fwd of options.network.hostfwd ?? []) {
       netdev.push(`hostfwd=tcp:127.0.0.1:${fwd.hostPort}-:${fwd.guestPort}`);
     }
-    args.push("-netdev", netdev.join(","), "-device", "virtio-net-pci,netdev=net0");
+    if (options.network.tftp !== undefined) {
+      netdev.push(`tftp=${options.network.tftp.dir}`, `bootfile=${options.network.tftp.bootfile}`);
+    }
+    const nic = ["virtio-net-pci", "netdev=net0"];
+    if (options.network.bootIndex !== undefined) nic.push(`bootindex=${options.network.bootIndex}`);
+    args.push("-netdev", netdev.join(","), "-device", nic.join(","));
   }
   args.push(...(options.extraArgs ?? []));
   return args;

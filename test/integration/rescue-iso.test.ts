@@ -246,6 +246,10 @@ describe("the rescue ISO", () => {
       "DEFAULT auto",
     );
     expect(readFileSync(path.join(pxe, "grub.cfg"), "utf8")).toContain("linux ($root)/vmlinuz");
+    expect(readFileSync(path.join(pxe, "boot.ipxe"), "utf8")).toMatch(
+      /^#!ipxe\n[^]*--default auto[^]*\nkernel vmlinuz initrd=initrd\.zst /,
+    );
+    expect(result.pxe?.files.map((f) => path.relative(pxe, f))).toContain("boot.ipxe");
   });
 });
 

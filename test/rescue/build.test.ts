@@ -7,7 +7,12 @@ import { LifeboatError } from "../../common/errors.ts";
 import { readLayoutFile } from "../../layouts/document.ts";
 import { buildRescueImage, checkBuildOptions, resolvePrograms } from "../../rescue/build.ts";
 import { luksKeyDest, RESCUE_PATHS, rewriteAgentConfig } from "../../rescue/contract.ts";
-import { parseExtraCmdline, renderGrubConfig, renderPxelinuxConfig } from "../../rescue/grub.ts";
+import {
+  parseExtraCmdline,
+  renderGrubConfig,
+  renderIpxeScript,
+  renderPxelinuxConfig,
+} from "../../rescue/grub.ts";
 import { renderInit, UDHCPC_SCRIPT } from "../../rescue/init.ts";
 import { bzImageVersion, locateKernel } from "../../rescue/kernel.ts";
 import { layoutFeatures, RESCUE_PROGRAMS } from "../../rescue/programs.ts";
@@ -132,6 +137,26 @@ describe("the GRUB menu", () => {
     expect(pxe).toContain("DEFAULT interactive");
     expect(pxe.match(/^LABEL /gm)).toHaveLength(3);
     expect(pxe).toContain("APPEND console=tty0 console=ttyS0,115200 panic=0 lifeboat.mode=auto");
+  });
+
+  it("the iPXE script offers the same entries and hands the EFI stub its initrd", () => {
+    const script = renderIpxeScript({
+      defaultEntry: "shell",
+      extraArgs: ["lifeboat.after=poweroff"],
+      kernel: "vmlinuz",
+      initrd: "initrd.zst",
+    });
+    expect(script.startsWith("#!ipxe\n")).toBe(true);
+    expect(script).toContain("choose --timeout 5000 --default shell entry || goto shell");
+    expect(script).toContain("goto ${entry}");
+    const kernels = script.match(/^kernel .*$/gm) ?? [];
+    expect(kernels).toHaveLength(3);
+    for (const id of ["interactive", "auto", "shell"]) {
+      expect(script).toContain(`item ${id} `);
+      expect(script).toContain(`\n:${id}\nkernel vmlinuz initrd=initrd.zst `);
+    }
+    for (const line of kernels) expect(line).toMatch(/lifeboat\.after=poweroff$/);
+    expect(script.match(/^initrd initrd\.zst$/gm)).toHaveLength(3);
   });
 
   it("--cmdline takes plain words and refuses quoting and mode overrides", () => {

@@ -74,6 +74,7 @@ describe("qemuArgs", () => {
   it("uses TCG, no default devices, two serial ports and QMP", () => {
     const args = qemuArgs({ name: "t", dir: "/w", accel: "tcg" }, files);
     expect(args.join(" ")).toContain("-accel tcg");
+    expect(args[args.indexOf("-cpu") + 1]).toBe("qemu64");
     expect(args).toContain("-nodefaults");
     expect(args.filter((a) => a === "-serial")).toHaveLength(2);
     expect(args).toContain("file:/w/c.log");
@@ -119,6 +120,22 @@ describe("qemuArgs", () => {
     expect(netdev).toBe(
       "user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:8123",
     );
+  });
+
+  it("serves TFTP and puts the NIC first in the boot order for a network boot", () => {
+    const args = qemuArgs(
+      {
+        name: "t",
+        dir: "/w",
+        accel: "tcg",
+        network: { tftp: { dir: "/w/pxe", bootfile: "boot.ipxe" }, bootIndex: 0 },
+      },
+      files,
+    );
+    expect(args[args.indexOf("-netdev") + 1]).toBe(
+      "user,id=net0,restrict=on,tftp=/w/pxe,bootfile=boot.ipxe",
+    );
+    expect(args[args.indexOf("-netdev") + 3]).toBe("virtio-net-pci,netdev=net0,bootindex=0");
   });
 
   it("boots UEFI from OVMF code plus the VM's own VARS copy", () => {
