@@ -3,7 +3,8 @@
 // (sfdisk/mdadm/cryptsetup/lvm/mkfs, never Lifeboat's planner, so a planner bug can't cancel
 // itself out), installs Debian from the cached debootstrap tarball (passed in as a plain tar
 // on an extra read-only disk), the Lifeboat agent and the boot marker unit, and makes it
-// bootable with update-initramfs and grub-install.
+// bootable with grub-install (and update-initramfs when LUKS or md RAID needs its own
+// initramfs; see needs_own_initramfs in fixtures/guest/builder-lib.sh).
 //
 // Used by the fixture recorder (vm-tests/fixtures/record.ts, which always provisions afresh)
 // and the end-to-end scenarios (vm-tests/run.ts, through ensureProvisioned(), which keeps the
