@@ -4,6 +4,8 @@
 import { z } from "zod";
 import type { AgentConfig } from "../agent/config.ts";
 
+export const MODULES_PENDING = "modules.pending";
+
 export const RESCUE_PATHS = {
   etc: "/etc/lifeboat",
   /** The captured layout document. */
@@ -25,6 +27,11 @@ export const RESCUE_PATHS = {
   wrapper: "/usr/bin/lifeboat",
   /** The init's log, inside the running rescue system. */
   initLog: "/run/lifeboat/init.log",
+  /**
+   * Present while the init still loads the md, dm, filesystem and crypto modules; it sits in
+   * recovery's state directory (/run/lifeboat), where `lifeboat recover` looks for it.
+   */
+  modulesPending: `/run/lifeboat/${MODULES_PENDING}`,
 } as const;
 
 /** Where an embedded snapshot export sits on the ISO, and where the rescue system sees it. */

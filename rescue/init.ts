@@ -1,8 +1,9 @@
 // The rescue system's /init (PID 1, run by busybox sh) and the udhcpc event script.
 //
-// Order: pseudo filesystems → kernel modules (the list rescue/initramfs.ts wrote, in
-// dependency order) → efivarfs → udev if the image has it, else wait until the block
-// devices stop changing → network (DHCP on every NIC with link, or static from
+// Order: pseudo filesystems → kernel modules for disks, NICs and the medium (the list
+// rescue/initramfs.ts wrote, in dependency order; md, dm, filesystems and crypto load in the
+// background from here on, and recovery waits for them) → efivarfs → udev if the image has
+// it, else wait until the block devices stop changing → network (DHCP on every NIC with link, or static from
 // lifeboat.ip=) → hostname → the recovery UI on /dev/console, chosen by lifeboat.mode=.
 // PID 1 must never exit: every path ends in a shell that is started again when it exits.
 //
@@ -16,7 +17,7 @@
 // Debian's static busybox runs its own applets ahead of PATH, so the real iproute2 ip and
 // the lifeboat wrapper are called by full path.
 
-import { MODULE_LOAD_ORDER } from "./initramfs.ts";
+import { MODULE_LOAD_LATER, MODULE_LOAD_ORDER } from "./initramfs.ts";
 import {
   EMBEDDED_SNAPSHOT_MOUNTED,
   MEDIUM_MOUNT,
@@ -134,24 +135,37 @@ case "$AFTER" in
   *) log "unknown lifeboat.after=$AFTER, using reboot"; AFTER=reboot ;;
 esac
 
-# --- kernel modules, in the order modprobe gave at build time
-loaded=0 failed=""
-if [ -f ${MODULE_LOAD_ORDER} ]; then
+# --- kernel modules, in the order modprobe gave at build time. Under emulation every fork
+# counts, so the loop runs only insmod, and looks closer only when that fails.
+load_modules() {
+  loaded=0 failed=""
+  [ -f "$1" ] || return 0
   while read -r module params; do
     [ -n "$module" ] || continue
+    # shellcheck disable=SC2086
+    insmod "$module" $params 2>> $LOG && { loaded=$((loaded + 1)); continue; }
     name=\${module##*/}
     name=\${name%%.ko*}
     name=$(echo "$name" | tr - _)
-    grep -q "^$name " /proc/modules && continue
-    # shellcheck disable=SC2086
-    if insmod "$module" $params 2>> $LOG; then
-      loaded=$((loaded + 1))
-    else
-      failed="$failed $name"
-    fi
-  done < ${MODULE_LOAD_ORDER}
+    # Already there (the kernel's own request_module was first) is no failure.
+    [ -d "/sys/module/$name" ] || failed="$failed $name"
+  done < "$1"
+}
+NOT_LOADED="not loaded (no such hardware or CPU feature)"
+# Disks, NICs and the medium first: the rest of this script needs them.
+load_modules ${MODULE_LOAD_ORDER}
+log "modules: $loaded loaded\${failed:+, $NOT_LOADED:$failed}"
+# md, dm, filesystems and crypto while the devices settle and the network comes up (they
+# took 3-4 s of the boot under emulation). 'lifeboat recover' waits until the marker is
+# gone before it touches a disk; the log line goes only to the log, the console is the UI's.
+if [ -s ${MODULE_LOAD_LATER} ]; then
+  : > ${RESCUE_PATHS.modulesPending}
+  (
+    load_modules ${MODULE_LOAD_LATER}
+    echo "[$(cut -d' ' -f1 /proc/uptime)] lifeboat-init: modules in the background: $loaded loaded\${failed:+, $NOT_LOADED:$failed}" >> $LOG
+    rm -f ${RESCUE_PATHS.modulesPending}
+  ) &
 fi
-log "modules: $loaded loaded\${failed:+, not loaded (no such hardware or CPU feature):$failed}"
 if [ -d /sys/firmware/efi ]; then
   mount -t efivarfs efivarfs /sys/firmware/efi/efivars 2>> $LOG && log "firmware: UEFI, efivarfs mounted"
 else
@@ -242,10 +256,14 @@ case "$NET" in
     elif [ -z "$up" ]; then
       log "network: no link on$(echo " $NICS" | tr '\\n' ' ')"
     elif [ "$NET" = dhcp ] || [ -z "$NET" ]; then
+      pids=""
       for nic in $up; do
         udhcpc -f -n -q -t 5 -T 1 -A 1 -i "$nic" -s ${UDHCPC_SCRIPT_PATH} -x hostname:"$HOST" >> $LOG 2>&1 &
+        pids="$pids $!"
       done
-      wait
+      # Only these: a bare wait would also wait for the modules loading in the background.
+      # shellcheck disable=SC2086
+      wait $pids
       got=""
       for nic in $up; do
         [ -f /run/lifeboat/dhcp.$nic ] && got="$got, $(cut -d' ' -f1-2 /run/lifeboat/dhcp.$nic) via $(cut -d' ' -f3 /run/lifeboat/dhcp.$nic)"

@@ -37,6 +37,11 @@ export interface InitramfsModules {
   version: string;
   /** Module names; dependencies are added and ordered by modprobe. */
   names: readonly string[];
+  /**
+   * Modules the init loads only after its prompt (MODULE_LOAD_LATER): those, and their
+   * dependencies that `names` did not already bring.
+   */
+  later?: readonly string[];
 }
 
 export interface InitramfsSpec {
@@ -62,7 +67,7 @@ export interface InitramfsResult {
   path: string;
   /** Compressed size in bytes. */
   size: number;
-  /** Modules to load, in order: `insmod` lines relative to the image root. */
+  /** Modules to load, in order (the `later` ones last): `insmod` lines relative to the image root. */
   modules: ModuleLoad[];
   /** Modules that are built into the kernel, so need no loading. */
   builtinModules: string[];
@@ -72,10 +77,14 @@ export interface ModuleLoad {
   /** Path inside the image, e.g. /lib/modules/6.1.0-50-cloud-amd64/kernel/drivers/md/dm-mod.ko */
   path: string;
   params: string;
+  /** In MODULE_LOAD_LATER rather than MODULE_LOAD_ORDER. */
+  later: boolean;
 }
 
 /** Where the image lists the modules to load, one `path params` per line, in order. */
 export const MODULE_LOAD_ORDER = "/etc/modules.load-order";
+/** The same, for the modules loaded after the first ones (InitramfsModules.later). */
+export const MODULE_LOAD_LATER = "/etc/modules.load-later";
 
 // ---------------------------------------------------------------------------------------
 // Pure parsers
@@ -321,7 +330,11 @@ async function installModules(image: ImageTree, spec: InitramfsModules) {
   const builtin: string[] = [];
   const seen = new Set<string>();
   const unknown: string[] = [];
-  for (const name of spec.names) {
+  const wanted = [
+    ...spec.names.map((name) => ({ name, later: false })),
+    ...(spec.later ?? []).map((name) => ({ name, later: true })),
+  ];
+  for (const { name, later } of wanted) {
     // One module per call: modprobe stops at the first unknown name otherwise. The empty
     // config keeps the host's /etc/modprobe.d options out of the image.
     const shown = await runTool(
@@ -346,7 +359,7 @@ async function installModules(image: ImageTree, spec: InitramfsModules) {
       }
       const imagePath = `/lib/modules/${spec.version}/${relative}`;
       image.copy(load.file, imagePath, 0o644);
-      loads.push({ path: imagePath, params: load.params });
+      loads.push({ path: imagePath, params: load.params, later });
     }
   }
   if (unknown.length > 0) {
@@ -362,8 +375,15 @@ async function installModules(image: ImageTree, spec: InitramfsModules) {
     if (existsSync(source)) image.copy(source, `/lib/modules/${spec.version}/${meta}`, 0o644);
   }
   await runTool(["depmod", "-b", image.root, spec.version]);
-  const order = loads.map((l) => (l.params ? `${l.path} ${l.params}` : l.path)).join("\n");
-  image.write(MODULE_LOAD_ORDER, order === "" ? "" : `${order}\n`, 0o644);
+  for (const [file, later] of [
+    [MODULE_LOAD_ORDER, false],
+    [MODULE_LOAD_LATER, true],
+  ] as const) {
+    const lines = loads
+      .filter((l) => l.later === later)
+      .map((l) => (l.params ? `${l.path} ${l.params}` : l.path));
+    image.write(file, lines.map((line) => `${line}\n`).join(""), 0o644);
+  }
   return { loads, builtin: [...new Set(builtin)] };
 }
 
@@ -403,15 +423,16 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts devpts /dev/pts
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs tmpfs /tmp
-if [ -f ${MODULE_LOAD_ORDER} ]; then
+for list in ${MODULE_LOAD_ORDER} ${MODULE_LOAD_LATER}; do
+  [ -f "$list" ] || continue
   while read -r module params; do
     [ -n "$module" ] || continue
     # A module already loaded (by the kernel's own request_module) is fine.
     grep -q "^$(basename "$module" .ko | tr - _) " /proc/modules && continue
     # shellcheck disable=SC2086
     insmod "$module" $params || echo "init: could not load $module" >&2
-  done < ${MODULE_LOAD_ORDER}
-fi
+  done < "$list"
+done
 if [ -d /sys/firmware/efi/efivars ]; then
   mount -t efivarfs efivarfs /sys/firmware/efi/efivars
 fi

@@ -13,7 +13,7 @@ packages=(
   # boot
   efibootmgr grub-common grub2-common grub-pc-bin grub-efi-amd64-bin # grub2-common: grub-install for the rescue image
   # archives and images
-  tar zstd cpio xorriso squashfs-tools busybox-static kmod
+  tar zstd cpio xorriso squashfs-tools busybox-static kmod binutils # binutils: strip, for the rescue image's Node
   # file attributes (round-trip checks)
   acl attr libcap2-bin
   # virtual machines and building Debian systems for them

@@ -56,6 +56,7 @@ import {
 } from "./identifiers.ts";
 import { DRILL_ENABLE_LINKS, drillCheckFiles, type DrillSpec } from "./drill-check.ts";
 import { RecoveryLog } from "./log.ts";
+import { MODULES_PENDING, RESCUE_PATHS } from "../contract.ts";
 import type { SnapshotInfo } from "../../common/api.ts";
 
 export interface RecoverOptions {
@@ -240,6 +241,7 @@ async function recoverSteps(
   }
 
   await step("layout", async () => {
+    await waitForModules(options.stateDir, log);
     await preflight(plan, layout, { keyFiles });
     await applyPlan(plan, {
       keyFiles,
@@ -361,6 +363,32 @@ async function connect(options: RecoverOptions, wanted: string | null) {
   }
   log.say(`Snapshot ${snapshotInfo.id} of ${snapshotInfo.host}, made ${snapshotInfo.createdAt}.`);
   return { snapshotInfo, manifest, layout };
+}
+
+/**
+ * The rescue init loads the md, dm, filesystem and crypto modules in the background after
+ * its prompt (rescue/init.ts); nothing below may run before they are in. Outside the rescue
+ * system there is no marker and no wait.
+ */
+export async function waitForModules(
+  stateDir: string,
+  log: Pick<RecoveryLog, "say">,
+  timeoutMs = 300_000,
+) {
+  const marker = path.join(stateDir, MODULES_PENDING);
+  if (!existsSync(marker)) return;
+  log.say("Waiting for the kernel modules (md, dm, filesystems, crypto) to finish loading...");
+  const deadline = performance.now() + timeoutMs;
+  while (existsSync(marker)) {
+    if (performance.now() > deadline) {
+      throw environmentError(
+        "LB_RECOVER_MODULES",
+        `The rescue system was still loading kernel modules after ${timeoutMs / 1000} s (${marker} is still there).`,
+        `Look for the stuck module in ${RESCUE_PATHS.initLog} and dmesg; remove ${marker} to go on without it.`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
 }
 
 async function makePlan(options: RecoverOptions, layout: Layout, manifest: Manifest) {

@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import {
   buildInitramfs,
   busyboxInit,
+  MODULE_LOAD_LATER,
   MODULE_LOAD_ORDER,
   parseBusyboxApplets,
   parseLddOutput,
@@ -81,7 +82,7 @@ describe("busyboxInit", () => {
     const init = busyboxInit("echo READY");
     expect(init.startsWith("#!/bin/sh\n")).toBe(true);
     expect(init).toContain("mount -t devtmpfs devtmpfs /dev");
-    expect(init).toContain(`done < ${MODULE_LOAD_ORDER}`);
+    expect(init).toContain(`for list in ${MODULE_LOAD_ORDER} ${MODULE_LOAD_LATER}; do`);
     expect(init.indexOf("insmod")).toBeLessThan(init.indexOf("echo READY"));
   });
 });

@@ -2,7 +2,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
+  BOOT_RESCUE_MODULES,
   DEFAULT_RESCUE_MODULES,
+  LATER_RESCUE_MODULES,
   moduleNameOfPath,
   parseModuleIndex,
   resolveModuleNames,
@@ -68,5 +70,19 @@ describe("resolveModuleNames on Debian's cloud kernel", () => {
     expect(result.load).toContain("dm_thin_pool");
     expect(result.builtin).toContain("ext4");
     expect(result.missing).toContain("ahci");
+  });
+
+  it("loads disks, NICs, the medium and efivarfs before the prompt, the rest after", () => {
+    for (const name of ["virtio_blk", "nvme", "virtio_net", "e1000e", "isofs", "efivarfs"]) {
+      expect(BOOT_RESCUE_MODULES).toContain(name);
+      expect(LATER_RESCUE_MODULES).not.toContain(name);
+    }
+    for (const name of ["md_mod", "raid456", "dm_crypt", "xfs", "btrfs", "vfat", "xts"]) {
+      expect(LATER_RESCUE_MODULES).toContain(name);
+      expect(BOOT_RESCUE_MODULES).not.toContain(name);
+    }
+    expect([...BOOT_RESCUE_MODULES, ...LATER_RESCUE_MODULES].sort()).toEqual(
+      [...DEFAULT_RESCUE_MODULES].sort(),
+    );
   });
 });

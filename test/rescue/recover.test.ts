@@ -1,5 +1,8 @@
 // The recovery engine's pure parts: the kernel command line, snapshot choice, identifier
 // rewriting, the bootloader plan for the recorded VM layouts, and the step markers.
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import type { SnapshotInfo } from "../../common/api.ts";
 import { LifeboatError } from "../../common/errors.ts";
@@ -18,7 +21,8 @@ import {
   rewriteIdentifiers,
 } from "../../rescue/recover/identifiers.ts";
 import { parseStepMarkers, RecoveryLog, stepMarker } from "../../rescue/recover/log.ts";
-import { chooseSnapshot, recoversBootPath } from "../../rescue/recover/recover.ts";
+import { chooseSnapshot, recoversBootPath, waitForModules } from "../../rescue/recover/recover.ts";
+import { MODULES_PENDING } from "../../rescue/contract.ts";
 import { loadLayout } from "../helpers/fixtures.ts";
 import { blankDisk, options, sameDisks } from "../helpers/targets.ts";
 
@@ -302,5 +306,45 @@ describe("what a recovery covers", () => {
     expect(recoversBootPath({ ...uefi, scope: { wholeMachine: false, disks: ["/dev/vda"] } })).toBe(
       true,
     );
+  });
+});
+
+describe("waiting for the modules the init loads in the background", () => {
+  const sink = () => {
+    const lines: string[] = [];
+    return { lines, say: (text: string) => void lines.push(text) };
+  };
+
+  it("goes on at once without the marker, and waits while it is there", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "lb-modules-"));
+    try {
+      const quiet = sink();
+      await waitForModules(dir, quiet);
+      expect(quiet.lines).toEqual([]);
+
+      const marker = path.join(dir, MODULES_PENDING);
+      writeFileSync(marker, "");
+      const log = sink();
+      const started = performance.now();
+      setTimeout(() => rmSync(marker), 600);
+      await waitForModules(dir, log);
+      expect(performance.now() - started).toBeGreaterThanOrEqual(550);
+      expect(log.lines.join("\n")).toMatch(/Waiting for the kernel modules/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("gives up with an error that names the marker", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "lb-modules-"));
+    try {
+      writeFileSync(path.join(dir, MODULES_PENDING), "");
+      const error = await waitForModules(dir, sink(), 300).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(LifeboatError);
+      expect((error as LifeboatError).code).toBe("LB_RECOVER_MODULES");
+      expect((error as LifeboatError).message).toContain(MODULES_PENDING);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
