@@ -534,7 +534,8 @@ export async function buildRescueImage(options: RescueBuildOptions): Promise<Res
       warnings.push(`${dir} is missing: grub-install can't run inside the image`);
 
     const imagePrograms: InitramfsProgram[] = [
-      { source: await strippedNode(workDir, warnings), dest: RESCUE_PATHS.node },
+      // Node is most of the image; the init unpacks it while the modules load.
+      { source: await strippedNode(workDir, warnings), dest: RESCUE_PATHS.node, compressed: true },
       ...programs.found
         .filter(({ program }) => program.name !== "busybox")
         .map(({ path: file }) => ({ source: file })),

@@ -112,6 +112,19 @@ log() { say "lifeboat-init: $*"; }
 
 log "Lifeboat rescue system, kernel $(uname -r)"
 
+# --- Node is stored compressed (so the kernel's unpacker only copies those bytes): unpack
+# it on the other CPU while the modules load. The UI waits for it below.
+NODE_UNPACK=""
+if [ -f ${RESCUE_PATHS.node}.zst ]; then
+  ZSTD=zstd
+  for z in /usr/bin/zstd /bin/zstd; do [ -x $z ] && ZSTD=$z && break; done
+  (
+    $ZSTD -d -q --rm -o ${RESCUE_PATHS.node}.part ${RESCUE_PATHS.node}.zst &&
+      chmod 0755 ${RESCUE_PATHS.node}.part && mv ${RESCUE_PATHS.node}.part ${RESCUE_PATHS.node}
+  ) >> $LOG 2>&1 &
+  NODE_UNPACK=$!
+fi
+
 # --- the kernel command line (globs off: values may hold '*')
 set -f
 MODE=interactive AFTER=reboot NET=dhcp UDEV=1 HOST=${hostname}
@@ -314,6 +327,13 @@ for c in $CONSOLES; do
   ) &
 done
 
+if [ -n "$NODE_UNPACK" ]; then
+  if wait $NODE_UNPACK; then
+    echo "[$(cut -d' ' -f1 /proc/uptime)] lifeboat-init: Node unpacked" >> $LOG
+  else
+    log "could not unpack ${RESCUE_PATHS.node}.zst (see $LOG): 'lifeboat' can't run, the shell can"
+  fi
+fi
 log "mode: $MODE"
 say "${RESCUE_READY_MARKER}"
 case "$MODE" in

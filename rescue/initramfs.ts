@@ -20,6 +20,11 @@ export interface InitramfsProgram {
   source: string;
   /** Where it goes in the image; by default the same path as on the host. */
   dest?: string;
+  /**
+   * Stored zstd-compressed at `dest` + ".zst", for the init to unpack: the kernel's
+   * unpacker then only copies those bytes, and the init can unpack them on another CPU.
+   */
+  compressed?: boolean;
 }
 
 export interface InitramfsFile {
@@ -204,7 +209,12 @@ export async function buildInitramfs(spec: InitramfsSpec): Promise<InitramfsResu
       const program = typeof entry === "string" ? { source: entry } : entry;
       const source = findTool(program.source);
       if (source === undefined) throw missingToolError(program.source, "the initramfs needs it");
-      image.copy(source, program.dest ?? source, 0o755);
+      const dest = program.dest ?? source;
+      if (program.compressed === true) {
+        await image.compress(source, `${dest}.zst`, spec.compressionLevel ?? 9);
+      } else {
+        image.copy(source, dest, 0o755);
+      }
       for (const lib of await sharedLibraries(source)) libraries.add(lib);
     }
     for (const lib of spec.libraries ?? []) {
@@ -271,6 +281,14 @@ class ImageTree {
     this.clear(dest);
     copyFileSync(source, dest);
     chmodSync(dest, mode ?? statSync(source).mode & 0o7777);
+  }
+
+  async compress(source: string, imagePath: string, level: number) {
+    const dest = this.hostPath(imagePath);
+    mkdirSync(path.dirname(dest), { recursive: true });
+    this.clear(dest);
+    await runTool(["zstd", "-q", "-T0", `-${level}`, source, "-o", dest]);
+    chmodSync(dest, 0o644);
   }
 
   write(imagePath: string, content: string | Uint8Array, mode: number) {

@@ -116,7 +116,7 @@ export const RESCUE_PROGRAMS: readonly RescueProgram[] = [
   { name: "grub-editenv", package: "grub-common", why: "manual bootloader work", essential: false },
   // Data and network.
   { name: "tar", package: "tar", why: "GNU tar extracts the backup", essential: true },
-  { name: "zstd", package: "zstd", why: "manual work", essential: false },
+  { name: "zstd", package: "zstd", why: "the init unpacks Node with it", essential: true },
   { name: "ip", package: "iproute2", why: "network setup", essential: true },
 ];
 

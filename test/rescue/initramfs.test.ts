@@ -95,7 +95,11 @@ describe("buildInitramfs", () => {
     try {
       const result = await buildInitramfs({
         out: path.join(dir, "test.cpio.zst"),
-        programs: ["blkid", { source: "zstd", dest: "/opt/zstd" }],
+        programs: [
+          "blkid",
+          { source: "zstd", dest: "/opt/zstd" },
+          { source: "xz", dest: "/opt/packed/xz", compressed: true },
+        ],
         files: [{ dest: "/etc/marker", content: "hello\n" }],
         symlinks: [{ path: "/usr/sbin/findfs2", target: "blkid" }],
         init: busyboxInit("echo READY"),
@@ -123,6 +127,10 @@ describe("buildInitramfs", () => {
       // Programs replace the applet of the same name; libraries and the ELF interpreter come along.
       expect(entries.get("usr/sbin/blkid")).toMatch(/^-rwxr-xr-x/);
       expect(entries.has("opt/zstd")).toBe(true);
+      // A compressed program is only its .zst (for the init to unpack), libraries still in.
+      expect(entries.get("opt/packed/xz.zst")).toMatch(/^-rw-r--r--/);
+      expect(entries.has("opt/packed/xz")).toBe(false);
+      expect(entries.has("usr/lib/x86_64-linux-gnu/liblzma.so.5")).toBe(true);
       expect(entries.has("usr/lib64/ld-linux-x86-64.so.2")).toBe(true);
       expect(entries.has("usr/lib/x86_64-linux-gnu/libblkid.so.1")).toBe(true);
       expect(entries.get("usr/sbin/findfs2")).toMatch(/-> blkid$/);
