@@ -42,15 +42,17 @@ record-fixtures: setup bundle
 vm-test-rescue: setup
 	$(NODE) vm-tests/rescue-boot.ts
 
-## vm-test: scenarios 1-3 end to end in QEMU (backup inside the VM, the server's restore drill: rescue ISO, automatic recovery, boot, checks; compare), drills that must fail, then the rescue boot check; CI runs it
+## vm-test: scenarios 1-3 end to end in QEMU (backup inside the VM, the server's restore drill: rescue ISO, automatic recovery, boot, checks; compare), drills that must fail, the rescue boot check and interactive recovery; CI runs it
 vm-test: setup
 	$(NODE) vm-tests/run.ts 1 2 3 --drill-faults
 	$(NODE) vm-tests/rescue-boot.ts
+	$(NODE) vm-tests/interactive.ts
 
 ## vm-test-all: every scenario (also btrfs, migrations onto NVMe, MBR logical, Secure Boot) and the rescue boot check
 vm-test-all: setup
 	$(NODE) vm-tests/run.ts all --drill-faults=all
 	$(NODE) vm-tests/rescue-boot.ts
+	$(NODE) vm-tests/interactive.ts
 
 ## bench: back up, change 1%, back up, restore: Lifeboat vs restic vs borg (root; BENCH_ARGS="--only restic,borg --keep")
 bench: setup

@@ -335,6 +335,9 @@ if [ -n "$NODE_UNPACK" ]; then
   fi
 fi
 log "mode: $MODE"
+# From here the console is the UI's: only kernel warnings and errors interrupt it (the
+# background modules' banners stay in dmesg).
+echo 4 > /proc/sys/kernel/printk 2>/dev/null
 say "${RESCUE_READY_MARKER}"
 case "$MODE" in
   shell)

@@ -67,6 +67,11 @@ export interface VmOptions {
   accel?: "tcg" | "kvm";
   /** The CPU model; by default "qemu64" under TCG and "host" under KVM (see TCG_CPU). */
   cpu?: string;
+  /**
+   * Let the harness type on the console (Vm.typeLine): ttyS0 becomes a socket chardev that
+   * still logs everything to the console log, connected or not.
+   */
+  consoleInput?: boolean;
   extraArgs?: readonly string[];
 }
 
@@ -104,10 +109,26 @@ export function ovmfFiles(secureBoot = false): { code: string; varsTemplate: str
   return { code, varsTemplate };
 }
 
+function consoleChardev(consoleLog: string, socket: string | undefined): string[] {
+  if (socket === undefined) throw new Error("console input needs a socket path");
+  return [
+    "-chardev",
+    `socket,id=console0,path=${socket},server=on,wait=off,logfile=${consoleLog}`,
+    "-serial",
+    "chardev:console0",
+  ];
+}
+
 /** The QEMU command line for these options (pure apart from the OVMF existence check). */
 export function qemuArgs(
   options: VmOptions,
-  files: { consoleLog: string; dataLog: string; qmpSocket: string; vars?: string },
+  files: {
+    consoleLog: string;
+    dataLog: string;
+    qmpSocket: string;
+    consoleSocket?: string;
+    vars?: string;
+  },
 ): string[] {
   const accel = options.accel ?? qemuAccel();
   const firmware = options.firmware ?? "bios";
@@ -130,8 +151,9 @@ export function qemuArgs(
     "none",
     "-vga",
     "std",
-    "-serial",
-    `file:${files.consoleLog}`,
+    ...(options.consoleInput === true
+      ? consoleChardev(files.consoleLog, files.consoleSocket)
+      : ["-serial", `file:${files.consoleLog}`]),
     "-serial",
     `file:${files.dataLog}`,
     "-qmp",
@@ -208,6 +230,7 @@ export class Vm {
   readonly consoleLog: string;
   readonly dataLog: string;
   readonly qmpSocket: string;
+  readonly consoleSocket: string;
   readonly qemuLog: string;
   /** The UEFI VARS file this VM boots with; keep it to boot the same disks again. */
   readonly varsFile: string | undefined;
@@ -219,7 +242,13 @@ export class Vm {
 
   constructor(init: {
     options: VmOptions;
-    files: { consoleLog: string; dataLog: string; qmpSocket: string; qemuLog: string };
+    files: {
+      consoleLog: string;
+      dataLog: string;
+      qmpSocket: string;
+      consoleSocket: string;
+      qemuLog: string;
+    };
     vars: string | undefined;
     process: ResultPromise;
   }) {
@@ -228,6 +257,7 @@ export class Vm {
     this.consoleLog = init.files.consoleLog;
     this.dataLog = init.files.dataLog;
     this.qmpSocket = init.files.qmpSocket;
+    this.consoleSocket = init.files.consoleSocket;
     this.qemuLog = init.files.qemuLog;
     this.varsFile = init.vars;
     this.process = init.process;
@@ -315,6 +345,20 @@ export class Vm {
     return this.exitCode;
   }
 
+  /**
+   * Types a line on the console, as an operator at the serial port would (Enter is CR). The
+   * VM must have been started with consoleInput.
+   */
+  async typeLine(text: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const socket = net.createConnection(this.consoleSocket);
+      socket.on("error", reject);
+      // Whatever the guest prints meanwhile is in the console log already.
+      socket.on("data", () => undefined);
+      socket.on("connect", () => socket.end(`${text}\r`, () => resolve()));
+    });
+  }
+
   /** Sends one QMP command and returns its result. */
   async qmp(command: string, args?: Record<string, unknown>): Promise<unknown> {
     return qmpExecute(this.qmpSocket, command, args);
@@ -377,9 +421,10 @@ export async function startVm(options: VmOptions): Promise<Vm> {
     dataLog: `${base}.data.log`,
     // Unix socket paths are limited to 108 bytes; keep it short and absolute.
     qmpSocket: path.resolve(`${base}.qmp`),
+    consoleSocket: path.resolve(`${base}.tty`),
     qemuLog: `${base}.qemu.log`,
   };
-  for (const file of [files.consoleLog, files.dataLog, files.qmpSocket])
+  for (const file of [files.consoleLog, files.dataLog, files.qmpSocket, files.consoleSocket])
     rmSync(file, { force: true });
   let vars: string | undefined;
   if ((options.firmware ?? "bios") === "uefi") {

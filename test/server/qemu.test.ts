@@ -83,6 +83,22 @@ describe("qemuArgs", () => {
     expect(args.join(" ")).toContain("-nic none");
   });
 
+  it("puts the console on a socket that also logs to the console log when input is wanted", () => {
+    const args = qemuArgs(
+      { name: "t", dir: "/w", accel: "tcg", consoleInput: true },
+      { ...files, consoleSocket: "/w/t.tty" },
+    );
+    expect(args[args.indexOf("-chardev") + 1]).toBe(
+      "socket,id=console0,path=/w/t.tty,server=on,wait=off,logfile=/w/c.log",
+    );
+    // ttyS0 is that chardev, ttyS1 still the data file.
+    expect(args.filter((a, i) => args[i - 1] === "-serial")).toEqual([
+      "chardev:console0",
+      "file:/w/d.log",
+    ]);
+    expect(() => qemuArgs({ name: "t", dir: "/w", consoleInput: true }, files)).toThrow(/socket/);
+  });
+
   it("attaches NVMe and virtio disks with serials, in order", () => {
     const args = qemuArgs(
       {
