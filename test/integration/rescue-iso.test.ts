@@ -163,8 +163,9 @@ describe("the rescue ISO", () => {
       "usr/sbin/grub-install",
       "usr/lib/grub/i386-pc/boot.img",
       "usr/lib/grub/x86_64-efi/linux.mod",
-      "usr/lib/lifeboat/node",
+      "usr/lib/lifeboat/node.zst",
       "usr/lib/lifeboat/lifeboat.mjs",
+      "usr/bin/zstd",
       "usr/bin/lifeboat",
       "usr/share/lifeboat/udhcpc.script",
       "etc/lvm/lvm.conf",
@@ -176,24 +177,25 @@ describe("the rescue ISO", () => {
       execFileSync("readlink", [path.join(tree, "usr/sbin/vgcreate")], { encoding: "utf8" }).trim(),
     ).toBe("lvm");
     expect(readFileSync(path.join(tree, "etc/lvm/lvm.conf"), "utf8")).toContain("udev_sync = 0");
-    // The image's node is the one running this test, byte for byte (never stripped).
-    expect(statSync(path.join(tree, "usr/lib/lifeboat/node")).size).toBe(
-      statSync(process.execPath).size,
-    );
+    // Node travels compressed (the init unpacks it), so only the .zst is there.
+    expect(existsSync(path.join(tree, "usr/lib/lifeboat/node"))).toBe(false);
+    // Disks, NICs and the medium load before the prompt; md, dm, filesystems and crypto after.
     const order = readFileSync(path.join(tree, "etc/modules.load-order"), "utf8");
-    for (const module of [
-      "virtio_blk.ko",
-      "dm-crypt.ko",
-      "dm-thin-pool.ko",
-      "raid1.ko",
-      "xfs.ko",
-      "loop.ko",
-      "dm-raid.ko",
-    ]) {
+    const later = readFileSync(path.join(tree, "etc/modules.load-later"), "utf8");
+    for (const module of ["virtio_blk.ko", "virtio_net.ko", "loop.ko", "isofs.ko"]) {
       expect(order).toContain(`/${module}`);
+      expect(later).not.toContain(`/${module}`);
     }
-    // Dependencies come before the modules that need them.
-    expect(order.indexOf("/dm-mod.ko")).toBeLessThan(order.indexOf("/dm-crypt.ko"));
+    for (const module of ["dm-crypt.ko", "dm-thin-pool.ko", "raid1.ko", "xfs.ko"]) {
+      expect(later).toContain(`/${module}`);
+      expect(order).not.toContain(`/${module}`);
+    }
+    // --add-module dm-raid loads before the prompt, with its dependencies ahead of it, and
+    // what it brought is not loaded twice.
+    expect(order).toContain("/dm-raid.ko");
+    expect(order.indexOf("/dm-mod.ko")).toBeGreaterThanOrEqual(0);
+    expect(order.indexOf("/dm-mod.ko")).toBeLessThan(order.indexOf("/dm-raid.ko"));
+    expect(later).not.toContain("/dm-mod.ko");
     expect(result.modules.builtin).toContain("ext4");
     expect(result.modules.absent).toContain("ahci");
   });
@@ -221,7 +223,16 @@ describe("the rescue ISO", () => {
     expect(info.host).toBe("fixture-c");
   });
 
-  it("runs: the image's node starts the bundled CLI", () => {
+  it("runs: the image's node, unpacked as the init does, starts the bundled CLI", () => {
+    const node = path.join(tree, "usr/lib/lifeboat/node");
+    execFileSync(path.join(tree, "usr/bin/zstd"), ["-d", "-q", "-o", node, `${node}.zst`], {
+      env: { LD_LIBRARY_PATH: path.join(tree, "usr/lib/x86_64-linux-gnu") },
+    });
+    // The running Node without its symbol tables.
+    expect(statSync(node).size).toBeLessThan(statSync(process.execPath).size - 10e6);
+    expect(execFileSync("readelf", ["-S", "-W", node], { encoding: "utf8" })).not.toMatch(
+      / \.symtab /,
+    );
     // The image's own loader and libraries, not the host's.
     const out = execFileSync(
       path.join(tree, "lib64/ld-linux-x86-64.so.2"),
