@@ -1,6 +1,8 @@
 // Bundles the CLI into one ESM file (dist/lifeboat.mjs) that the pinned Node runs without
 // node_modules: this is what goes into rescue images and fixture VMs.
 import { build } from "esbuild";
+import { cpSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import path from "node:path";
 
 const root = path.resolve(import.meta.dirname, "..");
@@ -19,6 +21,11 @@ export async function bundleCli(outfile = path.join(root, "dist", "lifeboat.mjs"
     },
     logLevel: "warning",
   });
+  // The server's docs page serves swagger-ui's files from disk (server/app.ts looks here).
+  const swaggerUi = path.join(path.dirname(outfile), "swagger-ui");
+  rmSync(swaggerUi, { recursive: true, force: true });
+  const pkg = createRequire(import.meta.url).resolve("@fastify/swagger-ui/package.json");
+  cpSync(path.join(path.dirname(pkg), "static"), swaggerUi, { recursive: true });
   return outfile;
 }
 

@@ -3,10 +3,13 @@
 // the admin token, or a host token that can only add to and read its own host's backups.
 
 import { createHash, randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { createRequire } from "node:module";
 import type { Socket } from "node:net";
 import path from "node:path";
 import { Readable, Transform } from "node:stream";
+import { fileURLToPath } from "node:url";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import Fastify, {
@@ -224,7 +227,18 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     },
     transform: jsonSchemaTransform,
   });
-  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+  const docs = swaggerUiFiles();
+  if (docs !== null) {
+    await app.register(fastifySwaggerUi, {
+      routePrefix: "/docs",
+      baseDir: docs,
+      logo: { type: "image/svg+xml", content: readFileSync(path.join(docs, "logo.svg")) },
+    });
+  } else {
+    app.log.warn(
+      "The docs page is off: swagger-ui's files are neither in node_modules nor next to the bundle. /openapi.json still serves the API document.",
+    );
+  }
 
   app.setErrorHandler((error: unknown, request, reply) => {
     const send = (status: number, code: string, message: string, hint?: string) =>
@@ -942,4 +956,21 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     repo.close();
   });
   return { app, repo, drills, adminTokenFile };
+}
+
+/**
+ * The directory of swagger-ui's static files: the package's own in a checkout, or
+ * swagger-ui/ next to the bundled CLI (scripts/bundle.ts copies it there); the plugin's
+ * default looks beside its own module, which a bundle doesn't have.
+ */
+function swaggerUiFiles(): string | null {
+  const candidates = [path.join(path.dirname(fileURLToPath(import.meta.url)), "swagger-ui")];
+  try {
+    const require = createRequire(import.meta.url);
+    const pkg = require.resolve("@fastify/swagger-ui/package.json");
+    candidates.unshift(path.join(path.dirname(pkg), "static"));
+  } catch {
+    // Bundled, with no node_modules around: the copy next to the bundle.
+  }
+  return candidates.find((dir) => existsSync(path.join(dir, "logo.svg"))) ?? null;
 }
