@@ -1,10 +1,12 @@
 // The rescue system's /init (PID 1, run by busybox sh) and the udhcpc event script.
 //
-// Order: pseudo filesystems → kernel modules for disks, NICs and the medium (the list
-// rescue/initramfs.ts wrote, in dependency order; md, dm, filesystems and crypto load in the
-// background from here on, and recovery waits for them) → efivarfs → udev if the image has
-// it, else wait until the block devices stop changing → network (DHCP on every NIC with link, or static from
-// lifeboat.ip=) → hostname → the recovery UI on /dev/console, chosen by lifeboat.mode=.
+// Order: pseudo filesystems → Node starts unpacking in the background (the image holds it
+// zstd-compressed; the ready marker waits for it) → kernel modules for disks, NICs and the
+// medium (the list rescue/initramfs.ts wrote, in dependency order; md, dm, filesystems and
+// crypto load in the background from here on, and recovery waits for them) → efivarfs →
+// udev if the image has it, else wait until the block devices stop changing → network
+// (DHCP on every NIC with link, or static from lifeboat.ip=) → hostname → the recovery UI
+// on /dev/console, chosen by lifeboat.mode=.
 // PID 1 must never exit: every path ends in a shell that is started again when it exits.
 //
 // Kernel command line read here (the recovery engine reads the rest itself):
