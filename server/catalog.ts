@@ -10,7 +10,7 @@ import {
   type Drill,
   type DrillSettings,
 } from "../common/drills.ts";
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 
 /** Numbered migrations; PRAGMA user_version says how many have run. Append, never edit. */
 const MIGRATIONS: string[] = [
@@ -103,6 +103,11 @@ export interface ChunkRow {
 
 export class Catalog {
   readonly db: DatabaseSync;
+  /**
+   * Compiled statements by SQL text. Every request runs a few (auth, the snapshot, the
+   * chunk); compiling them each time cost more CPU than running them.
+   */
+  readonly #statements = new Map<string, StatementSync>();
 
   constructor(file: string) {
     this.db = new DatabaseSync(file);
@@ -114,7 +119,7 @@ export class Catalog {
   }
 
   migrate() {
-    const { user_version: version } = this.db.prepare("PRAGMA user_version").get() as {
+    const { user_version: version } = this.sql("PRAGMA user_version").get() as {
       user_version: number;
     };
     for (let i = version; i < MIGRATIONS.length; i++) {
@@ -127,6 +132,16 @@ export class Catalog {
 
   close() {
     this.db.close();
+  }
+
+  /** A prepared statement for `text`, compiled once (texts are fixed or built from fixed parts). */
+  sql(text: string): StatementSync {
+    let statement = this.#statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.#statements.set(text, statement);
+    }
+    return statement;
   }
 
   /**
@@ -157,51 +172,50 @@ export class Catalog {
   }
 
   hasAdmin(): boolean {
-    return this.db.prepare("SELECT 1 FROM admin_tokens LIMIT 1").get() !== undefined;
+    return this.sql("SELECT 1 FROM admin_tokens LIMIT 1").get() !== undefined;
   }
 
   addAdminToken(hash: string) {
     this.transaction(() =>
-      this.db
-        .prepare("INSERT INTO admin_tokens (token_hash, created_at) VALUES (?, ?)")
-        .run(hash, new Date().toISOString()),
+      this.sql("INSERT INTO admin_tokens (token_hash, created_at) VALUES (?, ?)").run(
+        hash,
+        new Date().toISOString(),
+      ),
     );
   }
 
   isAdminToken(hash: string): boolean {
-    return (
-      this.db.prepare("SELECT 1 FROM admin_tokens WHERE token_hash = ?").get(hash) !== undefined
-    );
+    return this.sql("SELECT 1 FROM admin_tokens WHERE token_hash = ?").get(hash) !== undefined;
   }
 
   hostForToken(hash: string): string | null {
-    const row = this.db.prepare("SELECT name FROM hosts WHERE token_hash = ?").get(hash) as
+    const row = this.sql("SELECT name FROM hosts WHERE token_hash = ?").get(hash) as
       { name: string } | undefined;
     return row?.name ?? null;
   }
 
   hostExists(name: string): boolean {
-    return this.db.prepare("SELECT 1 FROM hosts WHERE name = ?").get(name) !== undefined;
+    return this.sql("SELECT 1 FROM hosts WHERE name = ?").get(name) !== undefined;
   }
 
   addHost(name: string, tokenHash: string) {
     // Durable before the token is shown: it is shown only once.
     this.transaction(() =>
-      this.db
-        .prepare("INSERT INTO hosts (name, token_hash, created_at) VALUES (?, ?, ?)")
-        .run(name, tokenHash, new Date().toISOString()),
+      this.sql("INSERT INTO hosts (name, token_hash, created_at) VALUES (?, ?, ?)").run(
+        name,
+        tokenHash,
+        new Date().toISOString(),
+      ),
     );
   }
 
   listHosts() {
-    return this.db
-      .prepare(
-        `SELECT h.name, h.created_at AS createdAt,
+    return this.sql(
+      `SELECT h.name, h.created_at AS createdAt,
            (SELECT COUNT(*) FROM snapshots s WHERE s.host = h.name AND s.state = 'committed') AS snapshots,
            (SELECT MAX(committed_at) FROM snapshots s WHERE s.host = h.name AND s.state = 'committed') AS lastBackup
          FROM hosts h ORDER BY h.name`,
-      )
-      .all() as { name: string; createdAt: string; snapshots: number; lastBackup: string | null }[];
+    ).all() as { name: string; createdAt: string; snapshots: number; lastBackup: string | null }[];
   }
 
   // --- snapshots ------------------------------------------------------------------------
@@ -213,55 +227,53 @@ export class Catalog {
     parent: string | null;
     expiresAt: number;
   }) {
-    this.db
-      .prepare(
-        `INSERT INTO snapshots (id, host, state, created_at, expires_at, key_id, parent)
+    this.sql(
+      `INSERT INTO snapshots (id, host, state, created_at, expires_at, key_id, parent)
          VALUES (?, ?, 'pending', ?, ?, ?, ?)`,
-      )
-      .run(row.id, row.host, new Date().toISOString(), row.expiresAt, row.keyId, row.parent);
+    ).run(row.id, row.host, new Date().toISOString(), row.expiresAt, row.keyId, row.parent);
   }
 
   snapshot(id: string): SnapshotRow | null {
     return (
-      (this.db.prepare("SELECT * FROM snapshots WHERE id = ?").get(id) as
-        SnapshotRow | undefined) ?? null
+      (this.sql("SELECT * FROM snapshots WHERE id = ?").get(id) as SnapshotRow | undefined) ?? null
     );
   }
 
   touchSnapshot(id: string, expiresAt: number) {
-    this.db
-      .prepare("UPDATE snapshots SET expires_at = ? WHERE id = ? AND state = 'pending'")
-      .run(expiresAt, id);
+    this.sql("UPDATE snapshots SET expires_at = ? WHERE id = ? AND state = 'pending'").run(
+      expiresAt,
+      id,
+    );
   }
 
   setManifest(id: string, size: number, hash: string) {
-    this.db
-      .prepare("UPDATE snapshots SET manifest_size = ?, manifest_hash = ? WHERE id = ?")
-      .run(size, hash, id);
+    this.sql("UPDATE snapshots SET manifest_size = ?, manifest_hash = ? WHERE id = ?").run(
+      size,
+      hash,
+      id,
+    );
   }
 
   listSnapshots(host: string | null): SnapshotRow[] {
     return (host
-      ? this.db
-          .prepare(
-            "SELECT * FROM snapshots WHERE state = 'committed' AND host = ? ORDER BY committed_at DESC, id DESC",
-          )
-          .all(host)
-      : this.db
-          .prepare(
-            "SELECT * FROM snapshots WHERE state = 'committed' ORDER BY committed_at DESC, id DESC",
-          )
-          .all()) as unknown as SnapshotRow[];
+      ? this.sql(
+          "SELECT * FROM snapshots WHERE state = 'committed' AND host = ? ORDER BY committed_at DESC, id DESC",
+        ).all(host)
+      : this.sql(
+          "SELECT * FROM snapshots WHERE state = 'committed' ORDER BY committed_at DESC, id DESC",
+        ).all()) as unknown as SnapshotRow[];
   }
 
-  /** Ids among `ids` that are not present (missing or being deleted). */
+  /**
+   * Ids among `ids` that are not present (missing or being deleted). Each id is looked up
+   * in the primary key; `NOT IN (SELECT id FROM chunks ...)` would scan every chunk of the
+   * repository on each call.
+   */
   absentChunks(ids: string[]): string[] {
-    const rows = this.db
-      .prepare(
-        `SELECT value AS id FROM json_each(?)
-         WHERE value NOT IN (SELECT id FROM chunks WHERE state = 'present')`,
-      )
-      .all(JSON.stringify(ids)) as { id: string }[];
+    const rows = this.sql(
+      `SELECT value AS id FROM json_each(?) WHERE NOT EXISTS
+           (SELECT 1 FROM chunks c WHERE c.id = value AND c.state = 'present')`,
+    ).all(JSON.stringify(ids)) as { id: string }[];
     return rows.map((r) => r.id);
   }
 
@@ -269,59 +281,52 @@ export class Catalog {
   missingAndHold(snapshotId: string, ids: string[]): string[] {
     return this.quickTransaction(() => {
       const json = JSON.stringify(ids);
-      this.db
-        .prepare(
-          `INSERT OR IGNORE INTO holds (snapshot_id, chunk_id)
-           SELECT ?, value FROM json_each(?) WHERE value IN (SELECT id FROM chunks WHERE state = 'present')`,
-        )
-        .run(snapshotId, json);
+      this.sql(
+        `INSERT OR IGNORE INTO holds (snapshot_id, chunk_id)
+           SELECT ?, value FROM json_each(?) WHERE EXISTS
+             (SELECT 1 FROM chunks c WHERE c.id = value AND c.state = 'present')`,
+      ).run(snapshotId, json);
       return this.absentChunks(ids);
     });
   }
 
   chunk(id: string): ChunkRow | null {
-    return (
-      (this.db.prepare("SELECT * FROM chunks WHERE id = ?").get(id) as ChunkRow | undefined) ?? null
-    );
+    return (this.sql("SELECT * FROM chunks WHERE id = ?").get(id) as ChunkRow | undefined) ?? null;
   }
 
   recordChunk(snapshotId: string, id: string, size: number, blobHash: string) {
     this.quickTransaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO chunks (id, size, blob_hash, state, created_at) VALUES (?, ?, ?, 'present', ?)
+      this.sql(
+        `INSERT INTO chunks (id, size, blob_hash, state, created_at) VALUES (?, ?, ?, 'present', ?)
            ON CONFLICT (id) DO UPDATE SET size = excluded.size, blob_hash = excluded.blob_hash,
              state = 'present', created_at = excluded.created_at`,
-        )
-        .run(id, size, blobHash, Date.now());
-      this.db
-        .prepare("INSERT OR IGNORE INTO holds (snapshot_id, chunk_id) VALUES (?, ?)")
-        .run(snapshotId, id);
+      ).run(id, size, blobHash, Date.now());
+      this.sql("INSERT OR IGNORE INTO holds (snapshot_id, chunk_id) VALUES (?, ?)").run(
+        snapshotId,
+        id,
+      );
     });
   }
 
   holdChunk(snapshotId: string, id: string) {
-    this.db
-      .prepare("INSERT OR IGNORE INTO holds (snapshot_id, chunk_id) VALUES (?, ?)")
-      .run(snapshotId, id);
+    this.sql("INSERT OR IGNORE INTO holds (snapshot_id, chunk_id) VALUES (?, ?)").run(
+      snapshotId,
+      id,
+    );
   }
 
   /** The visibility point: references, committed state and dropped holds, in one transaction. */
   commitSnapshot(id: string, chunkIds: string[], stats: unknown, summary: unknown): string {
     const committedAt = new Date().toISOString();
     this.transaction(() => {
-      this.db
-        .prepare(
-          "INSERT OR IGNORE INTO refs (snapshot_id, chunk_id) SELECT ?, value FROM json_each(?)",
-        )
-        .run(id, JSON.stringify(chunkIds));
-      this.db
-        .prepare(
-          `UPDATE snapshots SET state = 'committed', committed_at = ?, expires_at = NULL, stats = ?, summary = ?
+      this.sql(
+        "INSERT OR IGNORE INTO refs (snapshot_id, chunk_id) SELECT ?, value FROM json_each(?)",
+      ).run(id, JSON.stringify(chunkIds));
+      this.sql(
+        `UPDATE snapshots SET state = 'committed', committed_at = ?, expires_at = NULL, stats = ?, summary = ?
            WHERE id = ?`,
-        )
-        .run(committedAt, JSON.stringify(stats), JSON.stringify(summary ?? null), id);
-      this.db.prepare("DELETE FROM holds WHERE snapshot_id = ?").run(id);
+      ).run(committedAt, JSON.stringify(stats), JSON.stringify(summary ?? null), id);
+      this.sql("DELETE FROM holds WHERE snapshot_id = ?").run(id);
     });
     return committedAt;
   }
@@ -329,16 +334,14 @@ export class Catalog {
   /** May this host read this chunk: referenced by its snapshots or held by its upload? */
   hostMayRead(host: string, chunkId: string): boolean {
     return (
-      this.db
-        .prepare(
-          `SELECT 1 FROM refs r JOIN snapshots s ON s.id = r.snapshot_id
+      this.sql(
+        `SELECT 1 FROM refs r JOIN snapshots s ON s.id = r.snapshot_id
              WHERE r.chunk_id = ? AND s.host = ? AND s.state = 'committed'
            UNION ALL
            SELECT 1 FROM holds h JOIN snapshots s ON s.id = h.snapshot_id
              WHERE h.chunk_id = ? AND s.host = ?
            LIMIT 1`,
-        )
-        .get(chunkId, host, chunkId, host) !== undefined
+      ).get(chunkId, host, chunkId, host) !== undefined
     );
   }
 
@@ -346,9 +349,9 @@ export class Catalog {
   forgetSnapshots(ids: string[]) {
     this.transaction(() => {
       for (const id of ids) {
-        this.db.prepare("DELETE FROM refs WHERE snapshot_id = ?").run(id);
-        this.db.prepare("DELETE FROM holds WHERE snapshot_id = ?").run(id);
-        this.db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
+        this.sql("DELETE FROM refs WHERE snapshot_id = ?").run(id);
+        this.sql("DELETE FROM holds WHERE snapshot_id = ?").run(id);
+        this.sql("DELETE FROM snapshots WHERE id = ?").run(id);
       }
     });
   }
@@ -357,15 +360,15 @@ export class Catalog {
   expirePending(now: number): string[] {
     return this.transaction(() => {
       const ids = (
-        this.db
-          .prepare("SELECT id FROM snapshots WHERE state = 'pending' AND expires_at <= ?")
-          .all(now) as {
+        this.sql("SELECT id FROM snapshots WHERE state = 'pending' AND expires_at <= ?").all(
+          now,
+        ) as {
           id: string;
         }[]
       ).map((r) => r.id);
       for (const id of ids) {
-        this.db.prepare("DELETE FROM holds WHERE snapshot_id = ?").run(id);
-        this.db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
+        this.sql("DELETE FROM holds WHERE snapshot_id = ?").run(id);
+        this.sql("DELETE FROM snapshots WHERE id = ?").run(id);
       }
       return ids;
     });
@@ -373,41 +376,35 @@ export class Catalog {
 
   /** GC phase 1: mark unreferenced, unheld chunks older than `before` as deleting. */
   markGarbage(before: number): number {
-    const result = this.db
-      .prepare(
-        `UPDATE chunks SET state = 'deleting'
+    const result = this.sql(
+      `UPDATE chunks SET state = 'deleting'
          WHERE state = 'present' AND created_at < ?
            AND NOT EXISTS (SELECT 1 FROM refs WHERE refs.chunk_id = chunks.id)
            AND NOT EXISTS (SELECT 1 FROM holds WHERE holds.chunk_id = chunks.id)`,
-      )
-      .run(before);
+    ).run(before);
     return Number(result.changes);
   }
 
   deletingChunks(): ChunkRow[] {
-    return this.db
-      .prepare("SELECT * FROM chunks WHERE state = 'deleting'")
-      .all() as unknown as ChunkRow[];
+    return this.sql("SELECT * FROM chunks WHERE state = 'deleting'").all() as unknown as ChunkRow[];
   }
 
   dropChunkRow(id: string) {
-    this.db.prepare("DELETE FROM chunks WHERE id = ? AND state = 'deleting'").run(id);
+    this.sql("DELETE FROM chunks WHERE id = ? AND state = 'deleting'").run(id);
   }
 
   /** Every chunk id referenced by the given committed snapshots, with the snapshots. */
   referencesOf(snapshotIds: string[]): Map<string, string[]> {
-    const rows = this.db
-      .prepare(
-        "SELECT chunk_id AS chunk, snapshot_id AS snapshot FROM refs WHERE snapshot_id IN (SELECT value FROM json_each(?))",
-      )
-      .all(JSON.stringify(snapshotIds)) as { chunk: string; snapshot: string }[];
+    const rows = this.sql(
+      "SELECT chunk_id AS chunk, snapshot_id AS snapshot FROM refs WHERE snapshot_id IN (SELECT value FROM json_each(?))",
+    ).all(JSON.stringify(snapshotIds)) as { chunk: string; snapshot: string }[];
     const map = new Map<string, string[]>();
     for (const row of rows) map.set(row.chunk, [...(map.get(row.chunk) ?? []), row.snapshot]);
     return map;
   }
 
   allChunks(): ChunkRow[] {
-    return this.db.prepare("SELECT * FROM chunks").all() as unknown as ChunkRow[];
+    return this.sql("SELECT * FROM chunks").all() as unknown as ChunkRow[];
   }
 
   // --- recovery reports ----------------------------------------------------------------
@@ -415,21 +412,19 @@ export class Catalog {
   addRecovery(host: string, report: Omit<RecoveryReport, "host">): number {
     return this.transaction(() =>
       Number(
-        this.db
-          .prepare(
-            `INSERT INTO recoveries (host, snapshot_id, received_at, ok, seconds, steps, error, log)
+        this.sql(
+          `INSERT INTO recoveries (host, snapshot_id, received_at, ok, seconds, steps, error, log)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-          )
-          .run(
-            host,
-            report.snapshot,
-            new Date().toISOString(),
-            report.ok ? 1 : 0,
-            report.seconds,
-            JSON.stringify(report.steps),
-            report.error ? JSON.stringify(report.error) : null,
-            report.log,
-          ).lastInsertRowid,
+        ).run(
+          host,
+          report.snapshot,
+          new Date().toISOString(),
+          report.ok ? 1 : 0,
+          report.seconds,
+          JSON.stringify(report.steps),
+          report.error ? JSON.stringify(report.error) : null,
+          report.log,
+        ).lastInsertRowid,
       ),
     );
   }
@@ -437,7 +432,7 @@ export class Catalog {
   listRecoveries(host: string | null): RecoveryInfo[] {
     const sql = `SELECT id, host, snapshot_id, received_at, ok, seconds, steps, error FROM recoveries
                  ${host ? "WHERE host = ?" : ""} ORDER BY id DESC`;
-    const rows = (host ? this.db.prepare(sql).all(host) : this.db.prepare(sql).all()) as {
+    const rows = (host ? this.sql(sql).all(host) : this.sql(sql).all()) as {
       id: number;
       host: string;
       snapshot_id: string | null;
@@ -461,7 +456,7 @@ export class Catalog {
 
   recoveryLog(id: number): { host: string; log: string } | null {
     return (
-      (this.db.prepare("SELECT host, log FROM recoveries WHERE id = ?").get(id) as
+      (this.sql("SELECT host, log FROM recoveries WHERE id = ?").get(id) as
         { host: string; log: string } | undefined) ?? null
     );
   }
@@ -471,25 +466,23 @@ export class Catalog {
   /** Inserts or replaces a drill's record (durable: a drill's outcome is evidence). */
   saveDrill(drill: Drill) {
     this.transaction(() =>
-      this.db
-        .prepare(
-          `INSERT INTO drills (id, host, state, created_at, started_at, record) VALUES (?, ?, ?, ?, ?, ?)
+      this.sql(
+        `INSERT INTO drills (id, host, state, created_at, started_at, record) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT(id) DO UPDATE SET state = excluded.state, started_at = excluded.started_at,
              record = excluded.record`,
-        )
-        .run(
-          drill.id,
-          drill.host,
-          drill.state,
-          drill.createdAt,
-          drill.startedAt,
-          JSON.stringify(drill),
-        ),
+      ).run(
+        drill.id,
+        drill.host,
+        drill.state,
+        drill.createdAt,
+        drill.startedAt,
+        JSON.stringify(drill),
+      ),
     );
   }
 
   drill(id: string): Drill | null {
-    const row = this.db.prepare("SELECT record FROM drills WHERE id = ?").get(id) as
+    const row = this.sql("SELECT record FROM drills WHERE id = ?").get(id) as
       { record: string } | undefined;
     return row ? DrillSchema.parse(JSON.parse(row.record)) : null;
   }
@@ -503,47 +496,41 @@ export class Catalog {
     if (filter.host) (where.push("host = ?"), args.push(filter.host));
     if (filter.state) (where.push("state = ?"), args.push(filter.state));
     if (filter.since) (where.push("created_at >= ?"), args.push(filter.since));
-    const rows = this.db
-      .prepare(
-        `SELECT record FROM drills ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+    const rows = this.sql(
+      `SELECT record FROM drills ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
          ORDER BY created_at DESC, id DESC`,
-      )
-      .all(...args) as { record: string }[];
+    ).all(...args) as { record: string }[];
     return rows.map((r) => DrillSchema.parse(JSON.parse(r.record)));
   }
 
   /** When the host's latest drill started (or was queued), for the scheduler. */
   lastDrillAt(host: string): string | null {
-    const row = this.db
-      .prepare("SELECT max(created_at) AS at FROM drills WHERE host = ?")
-      .get(host) as { at: string | null };
+    const row = this.sql("SELECT max(created_at) AS at FROM drills WHERE host = ?").get(host) as {
+      at: string | null;
+    };
     return row.at;
   }
 
   drillSettings(host: string): DrillSettings {
-    const row = this.db.prepare("SELECT settings FROM drill_settings WHERE host = ?").get(host) as
+    const row = this.sql("SELECT settings FROM drill_settings WHERE host = ?").get(host) as
       { settings: string } | undefined;
     return DrillSettingsSchema.parse(row ? JSON.parse(row.settings) : {});
   }
 
   setDrillSettings(host: string, settings: DrillSettings) {
     this.transaction(() =>
-      this.db
-        .prepare(
-          `INSERT INTO drill_settings (host, settings, updated_at) VALUES (?, ?, ?)
+      this.sql(
+        `INSERT INTO drill_settings (host, settings, updated_at) VALUES (?, ?, ?)
            ON CONFLICT(host) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at`,
-        )
-        .run(host, JSON.stringify(settings), new Date().toISOString()),
+      ).run(host, JSON.stringify(settings), new Date().toISOString()),
     );
   }
 
   /** Hosts whose drill schedule is not off, with when they were enrolled. */
   scheduledHosts(): { host: string; settings: DrillSettings; createdAt: string }[] {
-    const rows = this.db
-      .prepare(
-        `SELECT d.host, d.settings, h.created_at FROM drill_settings d JOIN hosts h ON h.name = d.host`,
-      )
-      .all() as { host: string; settings: string; created_at: string }[];
+    const rows = this.sql(
+      `SELECT d.host, d.settings, h.created_at FROM drill_settings d JOIN hosts h ON h.name = d.host`,
+    ).all() as { host: string; settings: string; created_at: string }[];
     return rows
       .map((r) => ({
         host: r.host,
@@ -554,8 +541,12 @@ export class Catalog {
   }
 
   audit(actor: string, action: string, target: string | null, result: string) {
-    this.db
-      .prepare("INSERT INTO audit (at, actor, action, target, result) VALUES (?, ?, ?, ?, ?)")
-      .run(new Date().toISOString(), actor, action, target, result);
+    this.sql("INSERT INTO audit (at, actor, action, target, result) VALUES (?, ?, ?, ?, ?)").run(
+      new Date().toISOString(),
+      actor,
+      action,
+      target,
+      result,
+    );
   }
 }
