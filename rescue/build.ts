@@ -22,6 +22,7 @@ import { loadAgentConfig, DEFAULT_CONFIG_FILE, type AgentConfig } from "../agent
 import { environmentError, inputError, usageError } from "../common/errors.ts";
 import { findTool, missingToolError, runTool } from "../common/exec.ts";
 import { writeFileAtomic } from "../common/fs.ts";
+import { NODE_FLAGS } from "../common/runtime.ts";
 import { LIFEBOAT_VERSION } from "../common/version.ts";
 import { readLayoutFile, serializeLayout } from "../layouts/document.ts";
 import { LVM_CONFIG } from "../layouts/plan/steps.ts";
@@ -247,7 +248,7 @@ function etcFiles(hostname: string): InitramfsFile[] {
     { dest: UDHCPC_SCRIPT_PATH, content: UDHCPC_SCRIPT, mode: 0o755 },
     {
       dest: RESCUE_PATHS.wrapper,
-      content: `#!/bin/sh\nexec ${RESCUE_PATHS.node} ${RESCUE_PATHS.bundle} "$@"\n`,
+      content: `#!/bin/sh\nexec ${[RESCUE_PATHS.node, ...NODE_FLAGS, RESCUE_PATHS.bundle].join(" ")} "$@"\n`,
       mode: 0o755,
     },
   ];
