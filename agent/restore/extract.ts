@@ -53,6 +53,12 @@ export interface ExtractOptions {
    * root when the target is ROOT/boot: an earlier stream could have made "boot" a symlink.
    */
   within?: string;
+  /**
+   * tar messages that are expected and dealt with by the caller (a piece of a parallel
+   * extraction meeting a hard link whose target another piece writes): they don't fail the
+   * extraction when they are tar's only complaints.
+   */
+  tolerate?: RegExp;
   signal?: AbortSignal;
 }
 
@@ -159,7 +165,13 @@ export async function extractTar(options: ExtractOptions): Promise<ExtractResult
   const { code, signal } = await exited;
   // tar names itself by the path it was started with; its messages read "tar: ..." here.
   const tarPath = findTool("tar")!;
-  return judge(target, code, signal, stderr().replaceAll(`${tarPath}: `, "tar: "));
+  return judge(
+    target,
+    code,
+    signal,
+    stderr().replaceAll(`${tarPath}: `, "tar: "),
+    options.tolerate,
+  );
 }
 
 async function checkWithin(target: string, within: string) {
@@ -195,6 +207,7 @@ function judge(
   code: number | null,
   signal: NodeJS.Signals | null,
   stderr: string,
+  tolerate?: RegExp,
 ): ExtractResult {
   // tar prefixes all its messages; anything else comes from unshare, sh or mount.
   const setup = stderr
@@ -207,8 +220,10 @@ function judge(
       "Restore needs root and a kernel with the nosymfollow mount option (Linux 5.10 or newer).",
     );
   }
-  const messages = tarMessages(stderr);
+  const messages = tarMessages(stderr).filter((m) => !tolerate?.test(m));
   if (code === 0) return { warnings: messages };
+  if (code === 2 && tolerate && messages.every((m) => NOTICE.test(m)))
+    return { warnings: messages };
   const missing = messages.filter((m) => m.endsWith(": Not found in archive"));
   if (code === 2 && missing.length > 0 && missing.length === messages.length) {
     throw inputError(

@@ -5,18 +5,26 @@
 // the server recorded (client side), and the decrypted plaintext against its chunk id. A
 // damaged chunk stops the restore with an error naming it; wrong data is never written.
 
+import { availableParallelism } from "node:os";
 import { mkdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { Readable } from "node:stream";
-import { orderedMap } from "../../common/concurrency.ts";
 import { inputError } from "../../common/errors.ts";
-import { decodeBlob } from "../../common/repository/blob.ts";
 import { decodeIndex, selectEntries, type IndexEntry } from "../../common/repository/fileindex.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
-import { decodeManifest, type ChunkRef, type Manifest } from "../../common/repository/manifest.ts";
+import { decodeManifest, type Manifest } from "../../common/repository/manifest.ts";
 import type { SnapshotSource } from "../client/local.ts";
 import type { Progress } from "../progress.ts";
 import { extractTar } from "./extract.ts";
+import { ChunkFetcher } from "./fetch.ts";
+import {
+  PARALLEL_MIN_BYTES,
+  PIECES_PER_EXTRACTOR,
+  extractPieces,
+  planPieces,
+  streamZeroOffsets,
+  type Range,
+} from "./parallel.ts";
 
 export interface RestoreOptions {
   client: SnapshotSource;
@@ -29,6 +37,14 @@ export interface RestoreOptions {
   progress: Progress;
   /** Chunk downloads in flight (read-ahead). */
   parallel?: number;
+  /**
+   * tar processes extracting pieces of a big stream at once (parallel.ts). Default 1: one
+   * tar per stream. On the machines measured so far the kernel's file-writing path did not
+   * scale with more (bench/README.md), so more is something to choose where it does.
+   */
+  extractors?: number;
+  /** Streams smaller than this are extracted by one tar (tests lower it). */
+  parallelMinBytes?: number;
   signal?: AbortSignal;
 }
 
@@ -86,7 +102,23 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     for (const fs of filesystems) {
       const dir = path.join(options.target, fs.mountPoint);
       await mkdir(dir, { recursive: true });
-      for (const stream of fs.streams) {
+      const pieces = await piecesFor(fs, fetcher, options);
+      for (const [k, stream] of fs.streams.entries()) {
+        if (k === 0 && pieces) {
+          await extractPieces({
+            fetcher,
+            chunks: stream.chunks,
+            pieces,
+            extractors: extractorsFor(options),
+            lastStream: fs.streams.length === 1,
+            target: dir,
+            within: options.target,
+            item: fs.mountPoint,
+            parallel: options.parallel ?? 8,
+            signal: options.signal,
+          });
+          continue;
+        }
         await extractTar({
           target: dir,
           input: Readable.from(fetcher.stream(stream.chunks, fs.mountPoint)),
@@ -154,83 +186,38 @@ async function restoreEntries(
   }
 }
 
-class ChunkFetcher {
-  readonly #options: RestoreOptions;
-  readonly #counters: { bytes: number; chunks: number };
-  /** Bytes a full restore will stream, for the progress bar's ETA (null for single files). */
-  total: number | null = null;
-  /** The chunk last fetched for a range, since neighbouring entries often share it. */
-  #last: { id: string; plain: Buffer } | null = null;
+function extractorsFor(options: RestoreOptions): number {
+  return Math.max(1, Math.min(options.extractors ?? 1, 4 * availableParallelism()));
+}
 
-  constructor(options: RestoreOptions, counters: { bytes: number; chunks: number }) {
-    this.#options = options;
-    this.#counters = counters;
+/**
+ * How to cut a filesystem's first stream for parallel extraction, or null for one tar: one
+ * extractor, a small stream, or a file index that can't be read (a full restore does not
+ * need it, so damage there must not stop one).
+ */
+async function piecesFor(
+  fs: Manifest["filesystems"][number],
+  fetcher: ChunkFetcher,
+  options: RestoreOptions,
+): Promise<Range[] | null> {
+  const extractors = extractorsFor(options);
+  const size = fs.streams[0]?.size ?? 0;
+  const minBytes = options.parallelMinBytes ?? PARALLEL_MIN_BYTES;
+  if (extractors < 2 || size < minBytes) return null;
+  let offsets: number[] | null;
+  try {
+    offsets = streamZeroOffsets(await fetcher.whole(fs.index.chunks));
+  } catch {
+    return null;
   }
-
-  async fetch(id: string): Promise<Buffer> {
-    if (this.#last?.id === id) return this.#last.plain;
-    const blob = await this.#options.client.getChunk(id);
-    const plain = await decodeBlob(blob, id, this.#options.keys);
-    this.#counters.chunks++;
-    this.#last = { id, plain };
-    return plain;
-  }
-
-  /** A stream's plaintext, chunk by chunk, fetched ahead in parallel and yielded in order. */
-  async *stream(chunks: ChunkRef[], item: string): AsyncGenerator<Buffer> {
-    const parallel = this.#options.parallel ?? 8;
-    for await (const plain of orderedMap(chunks, parallel, async ([id, size]) => {
-      const blob = await this.#options.client.getChunk(id);
-      const data = await decodeBlob(blob, id, this.#options.keys);
-      if (data.length !== size) {
-        throw inputError(
-          "LB_REPO_CORRUPT_CHUNK",
-          `Chunk ${id} has ${data.length} bytes, the manifest says ${size}.`,
-          "Run 'lifeboat verify --read-data' to find the damage.",
-        );
-      }
-      return data;
-    })) {
-      this.#counters.bytes += plain.length;
-      this.#counters.chunks++;
-      this.#options.progress.update({
-        phase: "restore",
-        item,
-        bytes: this.#counters.bytes,
-        totalBytes: this.total,
-      });
-      yield plain;
-    }
-  }
-
-  async whole(chunks: ChunkRef[]): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    for await (const part of this.stream(chunks, "index")) parts.push(part);
-    return Buffer.concat(parts);
-  }
-
-  /** Bytes [start, end) of a stream, fetching only the chunks that overlap them. */
-  async range(chunks: ChunkRef[], range: { start: number; end: number }): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let offset = 0;
-    for (const [id, size] of chunks) {
-      const chunkEnd = offset + size;
-      if (chunkEnd > range.start && offset < range.end) {
-        const plain = await this.fetch(id);
-        parts.push(
-          plain.subarray(Math.max(0, range.start - offset), Math.min(size, range.end - offset)),
-        );
-      }
-      if (chunkEnd >= range.end) break;
-      offset = chunkEnd;
-    }
-    const data = Buffer.concat(parts);
-    if (data.length !== range.end - range.start) {
-      throw new Error(`range ${range.start}-${range.end} lies past the end of its stream`);
-    }
-    this.#counters.bytes += data.length;
-    return data;
-  }
+  if (!offsets) return null;
+  const pieces = planPieces(
+    offsets,
+    size,
+    extractors * PIECES_PER_EXTRACTOR,
+    Math.max(1, Math.floor(minBytes / 4)),
+  );
+  return pieces.length > 1 ? pieces : null;
 }
 
 /** Which filesystem holds each requested path (the deepest mount point that contains it). */

@@ -36,6 +36,8 @@ export interface TarEntry {
   major?: number;
   minor?: number;
   dumpdir: DumpdirEntry[] | null;
+  /** The entry's bytes (extension headers, header, data), when the indexer was asked to keep them. */
+  raw?: Buffer;
 }
 
 const BLOCK = 512;
@@ -125,8 +127,26 @@ export interface TarIndexer {
   end(): TarEntry[];
 }
 
-export function createTarIndexer(): TarIndexer {
+export interface TarIndexerOptions {
+  /** Which entries to return; all when not given. */
+  keep?: (entry: TarEntry) => boolean;
+  /** Which of the kept entries also get their raw bytes (`raw`), for replaying them later. */
+  capture?: (entry: TarEntry) => boolean;
+}
+
+export function createTarIndexer(options: TarIndexerOptions = {}): TarIndexer {
   const entries: TarEntry[] = [];
+  // With `capture`: views of the current entry's bytes so far (extension headers, then the
+  // header); the data follows while it is skipped. Views, not copies: only an entry that is
+  // captured is copied, once, when its last byte has passed.
+  const capturing = options.capture !== undefined;
+  let pieces: Buffer[] = [];
+  let captured: TarEntry | null = null;
+  const finishCapture = () => {
+    if (captured) captured.raw = Buffer.concat(pieces);
+    captured = null;
+    pieces = [];
+  };
   let offset = 0;
   let phase: Phase = { kind: "header" };
   const headerParts: Buffer[] = [];
@@ -148,6 +168,7 @@ export function createTarIndexer(): TarIndexer {
   const onHeader = (header: Buffer, headerOffset: number) => {
     if (header.every((b) => b === 0)) {
       phase = { kind: "header" };
+      pieces = [];
       return;
     }
     const type = String.fromCharCode(header[156]!);
@@ -208,13 +229,18 @@ export function createTarIndexer(): TarIndexer {
       kind === "p"
     )
       entry.size = 0;
-    entries.push(entry);
+    if (options.keep === undefined || options.keep(entry)) {
+      entries.push(entry);
+      if (capturing && options.capture!(entry)) captured = entry;
+    }
+    if (!captured) pieces = [];
     entryStart = null;
     pax = new Map();
     longName = null;
     longLink = null;
     const skip = dataEnd - (headerOffset + BLOCK);
     phase = skip > 0 ? { kind: "skip", left: skip } : { kind: "header" };
+    if (skip === 0) finishCapture();
   };
 
   return {
@@ -223,13 +249,18 @@ export function createTarIndexer(): TarIndexer {
       while (i < data.length) {
         if (phase.kind === "skip") {
           const step = Math.min(phase.left, data.length - i);
+          if (captured) pieces.push(data.subarray(i, i + step));
           phase.left -= step;
           i += step;
           offset += step;
-          if (phase.left === 0) phase = { kind: "header" };
+          if (phase.left === 0) {
+            phase = { kind: "header" };
+            finishCapture();
+          }
         } else if (phase.kind === "header") {
           const step = Math.min(BLOCK - headerGot, data.length - i);
           headerParts.push(data.subarray(i, i + step));
+          if (capturing) pieces.push(data.subarray(i, i + step));
           headerGot += step;
           i += step;
           offset += step;
@@ -244,6 +275,7 @@ export function createTarIndexer(): TarIndexer {
           const want = padded(collect.size) - collect.got;
           const step = Math.min(want, data.length - i);
           collect.parts.push(data.subarray(i, i + step));
+          if (capturing) pieces.push(data.subarray(i, i + step));
           collect.got += step;
           i += step;
           offset += step;

@@ -79,6 +79,19 @@ describe("repository commands", () => {
     );
     expect(restored.code, restored.stderr).toBe(0);
     expect(statSync(path.join(target, src, "a.txt")).size).toBe(6);
+    for (const bad of ["0", "17", "two"]) {
+      const refused = await cli(
+        "restore",
+        summary.id,
+        ...conn,
+        "--target",
+        target,
+        "--extractors",
+        bad,
+      );
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toContain(`--extractors ${bad} is not a number from 1 to 16`);
+    }
 
     const verify = await cli(
       "verify",

@@ -17,7 +17,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runBackup, type BackupOptions } from "../../agent/backup/backup.ts";
 import type { ApiClient } from "../../agent/client/api.ts";
 import { createProgress } from "../../agent/progress.ts";
-import { runRestore } from "../../agent/restore/restore.ts";
+import { ChunkFetcher } from "../../agent/restore/fetch.ts";
+import { extractPieces, planPieces, streamZeroOffsets } from "../../agent/restore/parallel.ts";
+import { loadManifest, runRestore, type RestoreOptions } from "../../agent/restore/restore.ts";
 import { deriveKeys, type RepoKeys } from "../../common/repository/keys.ts";
 import { buildAttributeTree, compareTrees, recordTree } from "../helpers/treecheck.ts";
 import { startServer, type TestServer } from "../helpers/server.ts";
@@ -62,11 +64,15 @@ async function restore(
   snapshot: string,
   paths: string[] = [],
   k: RepoKeys | null = keys,
+  extra: Partial<RestoreOptions> = {},
 ) {
   const target = mkdtempSync(path.join(work, "restore-"));
-  await runRestore({ client, keys: k, snapshot, target, paths, progress: quiet });
+  await runRestore({ client, keys: k, snapshot, target, paths, progress: quiet, ...extra });
   return target;
 }
+
+/** Cut even a small stream into pieces for several tars (parallel.ts). */
+const inPieces: Partial<RestoreOptions> = { extractors: 3, parallelMinBytes: 1 };
 
 describe.runIf(root)("backup and restore through the server (root)", () => {
   it("restores a tree with every attribute identically, then an incremental chain, then single files", async () => {
@@ -78,6 +84,8 @@ describe.runIf(root)("backup and restore through the server (root)", () => {
     expect(first.filesystems[0]!.level).toBe(0);
     const full = await restore(client, first.id);
     expect(compareTrees(recordTree(src), recordTree(path.join(full, src)))).toEqual([]);
+    const pieces = await restore(client, first.id, [], keys, inPieces);
+    expect(compareTrees(recordTree(src), recordTree(path.join(pieces, src)))).toEqual([]);
 
     appendFileSync(path.join(src, "big-owner"), "changed");
     unlinkSync(path.join(src, "fifo"));
@@ -89,6 +97,8 @@ describe.runIf(root)("backup and restore through the server (root)", () => {
     expect(second.snapshotBytes).toBeGreaterThan(first.bytes);
     const chain = await restore(client, second.id);
     expect(compareTrees(recordTree(src), recordTree(path.join(chain, src)))).toEqual([]);
+    const chainPieces = await restore(client, second.id, [], keys, inPieces);
+    expect(compareTrees(recordTree(src), recordTree(path.join(chainPieces, src)))).toEqual([]);
 
     // One file whose bytes are in stream 0, one in stream 1, and a hard link with its target.
     const some = await restore(client, second.id, [
@@ -108,6 +118,41 @@ describe.runIf(root)("backup and restore through the server (root)", () => {
     ).rejects.toMatchObject({
       code: "LB_RESTORE_PATH_NOT_IN_SNAPSHOT",
     });
+  }, 120_000);
+
+  it("extracts a stream in pieces in the worst order: links before targets, files before their directories", async () => {
+    const { client } = await server.host("pieces");
+    const src = path.join(work, "pieces-src");
+    mkdirSync(src);
+    buildAttributeTree(src);
+    const snap = await runBackup(options(client, "pieces", src));
+    const manifest = await loadManifest(client, snap.id, keys);
+    const fs = manifest.filesystems[0]!;
+    const fetcher = new ChunkFetcher({ client, keys, progress: quiet }, { bytes: 0, chunks: 0 });
+    const offsets = streamZeroOffsets(await fetcher.whole(fs.index.chunks));
+    expect(offsets).not.toBeNull();
+    // A piece per entry, extracted one tar at a time. Last to first, every hard link meets
+    // no target and every file no directory; first to last, every file lands in a directory
+    // whose time was already set. Only the replay can make either right.
+    const pieces = planPieces(offsets!, fs.streams[0]!.size, 10_000, 1);
+    expect(pieces.length).toBeGreaterThan(20);
+    for (const order of [[...pieces].reverse(), pieces]) {
+      const target = mkdtempSync(path.join(work, "pieces-"));
+      const dir = path.join(target, fs.mountPoint);
+      mkdirSync(dir, { recursive: true });
+      await extractPieces({
+        fetcher,
+        chunks: fs.streams[0]!.chunks,
+        pieces: order,
+        extractors: 1,
+        lastStream: true,
+        target: dir,
+        within: target,
+        item: fs.mountPoint,
+        parallel: 4,
+      });
+      expect(compareTrees(recordTree(src), recordTree(dir))).toEqual([]);
+    }
   }, 120_000);
 });
 

@@ -115,6 +115,24 @@ describe("tar indexer on GNU tar streams", () => {
       expect(entries0[i]!.offset).toBe(entries0[i - 1]!.offset + entries0[i - 1]!.length);
   });
 
+  it("keeps only the entries asked for, and captures exactly their bytes", () => {
+    for (const piece of [777, 512, 100_000]) {
+      const indexer = createTarIndexer({
+        keep: (e) => e.type === "d" || e.type === "h",
+        capture: (e) => e.type === "d",
+      });
+      for (let i = 0; i < level0.length; i += piece) indexer.push(level0.subarray(i, i + piece));
+      const kept = indexer.end();
+      const expected = entries0.filter((e) => e.type === "d" || e.type === "h");
+      expect(kept.map((e) => e.offset)).toEqual(expected.map((e) => e.offset));
+      for (const entry of kept) {
+        if (entry.type === "h") expect(entry.raw).toBeUndefined();
+        else expect(entry.raw).toEqual(level0.subarray(entry.offset, entry.offset + entry.length));
+      }
+      expect(kept.some((e) => e.type === "h")).toBe(true);
+    }
+  });
+
   it("decodes types, sizes, sub-second mtimes, links, sparse real size and big owners", () => {
     const by = (p: string) => entries0.find((e) => e.path.toString("latin1") === p)!;
     expect(by("hello.txt")).toMatchObject({ type: "f", size: 6, mtime: 1700000000.125 });

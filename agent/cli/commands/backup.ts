@@ -1,5 +1,6 @@
 // lifeboat backup / lifeboat restore / lifeboat key create: the agent's side of the repository.
 import { hostname } from "node:os";
+import { usageError } from "../../../common/errors.ts";
 import { formatBytes } from "../../../common/units.ts";
 import { LIFEBOAT_VERSION } from "../../../common/version.ts";
 import { createKeyFile, loadKeyFile, type RepoKeys } from "../../../common/repository/keys.ts";
@@ -150,6 +151,12 @@ export const restoreCommand: Command = {
       value: "DIR",
       description: "Read the snapshot from an export ('snapshots export'), not a server",
     },
+    extractors: {
+      type: "string",
+      value: "N",
+      description:
+        "GNU tar processes extracting a big filesystem at once, for disks and filesystems that write faster in parallel (default 1)",
+    },
     json: { type: "boolean", description: "Print the summary as JSON" },
   },
   positionals: [{ name: "SNAPSHOT", required: true }],
@@ -162,6 +169,14 @@ export const restoreCommand: Command = {
     const from = ctx.string("from");
     const client = from ? await LocalSnapshotSource.open(from) : await openClient(ctx, config);
     const keys: RepoKeys | null = await keysFrom(ctx, config?.keyFile);
+    const extractors = ctx.string("extractors");
+    if (extractors !== undefined && !/^([1-9]|1[0-6])$/.test(extractors)) {
+      throw usageError(
+        "LB_USAGE",
+        `--extractors ${extractors} is not a number from 1 to 16.`,
+        "For example --extractors 1 to extract with one tar, e.g. onto a slow spinning disk.",
+      );
+    }
     const summary = await runRestore({
       client,
       keys,
@@ -169,6 +184,7 @@ export const restoreCommand: Command = {
       target: ctx.requireString("target"),
       paths: ctx.strings("path"),
       progress: createProgress(ctx.stderr),
+      extractors: extractors === undefined ? undefined : Number(extractors),
     });
     if (ctx.json) {
       ctx.stdout.write(`${JSON.stringify(summary)}\n`);
