@@ -10,6 +10,7 @@ import { execa, type ResultPromise } from "execa";
 import { z } from "zod";
 import { environmentError } from "../../common/errors.ts";
 import { runTool } from "../../common/exec.ts";
+import { NODE_FLAGS } from "../../common/runtime.ts";
 import { LIFEBOAT_VERSION } from "../../common/version.ts";
 import { bundleCli } from "../../scripts/bundle.ts";
 import { measure, peakOfProcess, resetPeak } from "./measure.ts";
@@ -128,12 +129,11 @@ const BackupDone = z.object({ id: z.string().min(1) });
  * (encryption on, as with restic and borg), and the agent backing up a path.
  */
 export async function lifeboat(dir: string, projectRoot: string): Promise<Contender> {
-  // The agent runs as the bundled CLI on the pinned Node, as hosts run it (rescue images and
-  // installed agents carry dist/lifeboat.mjs): no TypeScript stripped, no modules resolved at
-  // start. The server runs from the project, as it is deployed.
+  // Agent and server run as the bundled CLI on the pinned Node, as hosts run it (rescue
+  // images and installed agents carry dist/lifeboat.mjs, and the server runs from it too):
+  // no TypeScript stripped, no modules resolved at start.
   const bundle = await bundleCli(path.join(dir, "lifeboat.mjs"));
-  const bin = [process.execPath, bundle]; // the pinned Node the bench runs on
-  const serverBin = path.join(projectRoot, "bin", "lifeboat");
+  const bin = [process.execPath, ...NODE_FLAGS, bundle]; // the pinned Node the bench runs on
   const repositoryDir = path.join(dir, "server-data");
   const clientStateDir = path.join(dir, "agent-state");
   const keyFile = path.join(dir, "repository.key");
@@ -177,8 +177,8 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
       url = `http://127.0.0.1:${port}`;
       const log = createWriteStream(serverLog);
       server = execa(
-        serverBin,
-        ["server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`],
+        bin[0]!,
+        [...bin.slice(1), "server", "--data", repositoryDir, "--listen", `127.0.0.1:${port}`],
         {
           stdin: "ignore",
           stdout: ["pipe"],
