@@ -90,6 +90,7 @@ async function runOnce(
   tools: readonly ToolName[],
   runDir: string,
   keep: boolean,
+  run: number,
 ) {
   const results: Partial<Record<ToolName, ToolResult>> = {};
   const active: Contender[] = [];
@@ -150,8 +151,18 @@ async function runOnce(
 
     say("recording the changed dataset's manifest, to check the restores against");
     const expected = await treeManifest(dataset.dir);
-    for (const contender of [...active]) {
+    // Restored trees are deleted only after every tool has restored, and the order turns
+    // with each run: on a disk mounted with online discard, an extraction that follows the
+    // deletion of an 817 MiB tree is several times slower (35-40 s against 4-6 s measured
+    // with GNU tar alone), which would always hit the tool that restores second.
+    const restoring = [
+      ...active.slice((run - 1) % active.length),
+      ...active.slice(0, (run - 1) % active.length),
+    ];
+    const targets: string[] = [];
+    for (const contender of restoring) {
       const target = path.join(runDir, contender.name, "restore");
+      targets.push(target);
       await rm(target, { recursive: true, force: true });
       await mkdir(target, { recursive: true });
       await flush();
@@ -173,8 +184,8 @@ async function runOnce(
       } catch (error) {
         fail(contender.name, error);
       }
-      if (!keep) await rm(target, { recursive: true, force: true });
     }
+    if (!keep) for (const target of targets) await rm(target, { recursive: true, force: true });
   } finally {
     for (const contender of started) {
       await contender.stop().catch((error: unknown) => say(`${contender.name}: ${message(error)}`));
@@ -205,7 +216,13 @@ async function main() {
   for (let run = 1; run <= runs; run++) {
     if (runs > 1) say(`run ${run} of ${runs}`);
     const suffix = runs > 1 ? `-${run}` : "";
-    const once = await runOnce(dataset, tools, path.join(WORK_DIR, `run-${stamp}${suffix}`), keep);
+    const once = await runOnce(
+      dataset,
+      tools,
+      path.join(WORK_DIR, `run-${stamp}${suffix}`),
+      keep,
+      run,
+    );
     perRun.push(once.results);
     changedFiles = once.changedFiles;
   }
