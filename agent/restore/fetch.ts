@@ -26,6 +26,28 @@ export interface FetchCounters {
   chunks: number;
 }
 
+/** The chunks of a stream that overlap [start, end), with the part of each that lies inside. */
+function overlapping(
+  chunks: ChunkRef[],
+  range: { start: number; end: number },
+): { ref: ChunkRef; from: number; to: number }[] {
+  const found: { ref: ChunkRef; from: number; to: number }[] = [];
+  let offset = 0;
+  for (const ref of chunks) {
+    const chunkEnd = offset + ref[1];
+    if (chunkEnd > range.start && offset < range.end) {
+      found.push({
+        ref,
+        from: Math.max(0, range.start - offset),
+        to: Math.min(ref[1], range.end - offset),
+      });
+    }
+    if (chunkEnd >= range.end) break;
+    offset = chunkEnd;
+  }
+  return found;
+}
+
 export class ChunkFetcher {
   readonly #options: FetcherOptions;
   readonly #counters: FetchCounters;
@@ -77,20 +99,7 @@ export class ChunkFetcher {
     /** Count the bytes as restored (the file index, read to plan the restore, is not). */
     counted = true,
   ): AsyncGenerator<Buffer> {
-    const needed: { ref: ChunkRef; from: number; to: number }[] = [];
-    let offset = 0;
-    for (const ref of chunks) {
-      const chunkEnd = offset + ref[1];
-      if (chunkEnd > range.start && offset < range.end) {
-        needed.push({
-          ref,
-          from: Math.max(0, range.start - offset),
-          to: Math.min(ref[1], range.end - offset),
-        });
-      }
-      if (chunkEnd >= range.end) break;
-      offset = chunkEnd;
-    }
+    const needed = overlapping(chunks, range);
     for await (const { plain, from, to } of orderedMap(needed, parallel, async (n) => ({
       plain: await this.#get(n.ref),
       from: n.from,
@@ -124,18 +133,8 @@ export class ChunkFetcher {
   /** Bytes [start, end) of a stream in one buffer, fetching one chunk at a time. */
   async range(chunks: ChunkRef[], range: { start: number; end: number }): Promise<Buffer> {
     const parts: Buffer[] = [];
-    let offset = 0;
-    for (const ref of chunks) {
-      const [, size] = ref;
-      const chunkEnd = offset + size;
-      if (chunkEnd > range.start && offset < range.end) {
-        const plain = await this.fetch(ref);
-        parts.push(
-          plain.subarray(Math.max(0, range.start - offset), Math.min(size, range.end - offset)),
-        );
-      }
-      if (chunkEnd >= range.end) break;
-      offset = chunkEnd;
+    for (const { ref, from, to } of overlapping(chunks, range)) {
+      parts.push((await this.fetch(ref)).subarray(from, to));
     }
     const data = Buffer.concat(parts);
     if (data.length !== range.end - range.start) {

@@ -31,8 +31,10 @@ import { extractTar } from "./extract.ts";
 
 /** Below this, one tar is as fast: the pieces' start-up costs more than they save. */
 export const PARALLEL_MIN_BYTES = 64 * 1048576;
-/** Pieces are at least this big (a quarter of the minimum stream), so read-ahead has room. */
-export const PIECE_MIN_BYTES = PARALLEL_MIN_BYTES / 4;
+/** Pieces are at least a quarter of the smallest stream cut, so read-ahead has room. */
+export function pieceMinBytes(streamMinBytes: number): number {
+  return Math.max(1, Math.floor(streamMinBytes / 4));
+}
 /** Pieces per extractor: the queue evens out pieces of many small files against big ones. */
 export const PIECES_PER_EXTRACTOR = 3;
 
@@ -73,7 +75,7 @@ export function planPieces(
   offsets: number[],
   size: number,
   count: number,
-  minBytes = PIECE_MIN_BYTES,
+  minBytes: number,
 ): Range[] {
   const pieces = Math.max(1, Math.min(count, Math.floor(size / minBytes)));
   const cuts = [0];

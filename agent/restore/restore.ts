@@ -21,6 +21,7 @@ import {
   PARALLEL_MIN_BYTES,
   PIECES_PER_EXTRACTOR,
   extractPieces,
+  pieceMinBytes,
   planPieces,
   streamZeroOffsets,
   type Range,
@@ -90,6 +91,7 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
   const manifest = await loadManifest(options.client, options.snapshot, options.keys);
   const counters = { bytes: 0, chunks: 0, files: 0 };
   const fetcher = new ChunkFetcher(options, counters);
+  const extractors = Math.max(1, Math.min(options.extractors ?? 1, 4 * availableParallelism()));
   // Parents before children: / before /boot before /boot/efi.
   const filesystems = [...manifest.filesystems].sort(
     (a, b) => depth(a.mountPoint) - depth(b.mountPoint),
@@ -102,14 +104,14 @@ export async function runRestore(options: RestoreOptions): Promise<RestoreSummar
     for (const fs of filesystems) {
       const dir = path.join(options.target, fs.mountPoint);
       await mkdir(dir, { recursive: true });
-      const pieces = await piecesFor(fs, fetcher, options);
+      const pieces = await piecesFor(fs, fetcher, extractors, options.parallelMinBytes);
       for (const [k, stream] of fs.streams.entries()) {
         if (k === 0 && pieces) {
           await extractPieces({
             fetcher,
             chunks: stream.chunks,
             pieces,
-            extractors: extractorsFor(options),
+            extractors,
             lastStream: fs.streams.length === 1,
             target: dir,
             within: options.target,
@@ -186,10 +188,6 @@ async function restoreEntries(
   }
 }
 
-function extractorsFor(options: RestoreOptions): number {
-  return Math.max(1, Math.min(options.extractors ?? 1, 4 * availableParallelism()));
-}
-
 /**
  * How to cut a filesystem's first stream for parallel extraction, or null for one tar: one
  * extractor, a small stream, or a file index that can't be read (a full restore does not
@@ -198,11 +196,10 @@ function extractorsFor(options: RestoreOptions): number {
 async function piecesFor(
   fs: Manifest["filesystems"][number],
   fetcher: ChunkFetcher,
-  options: RestoreOptions,
+  extractors: number,
+  minBytes = PARALLEL_MIN_BYTES,
 ): Promise<Range[] | null> {
-  const extractors = extractorsFor(options);
   const size = fs.streams[0]?.size ?? 0;
-  const minBytes = options.parallelMinBytes ?? PARALLEL_MIN_BYTES;
   if (extractors < 2 || size < minBytes) return null;
   let offsets: number[] | null;
   try {
@@ -215,7 +212,7 @@ async function piecesFor(
     offsets,
     size,
     extractors * PIECES_PER_EXTRACTOR,
-    Math.max(1, Math.floor(minBytes / 4)),
+    pieceMinBytes(minBytes),
   );
   return pieces.length > 1 ? pieces : null;
 }

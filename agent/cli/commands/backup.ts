@@ -174,7 +174,7 @@ export const restoreCommand: Command = {
       throw usageError(
         "LB_USAGE",
         `--extractors ${extractors} is not a number from 1 to 16.`,
-        "For example --extractors 1 to extract with one tar, e.g. onto a slow spinning disk.",
+        "Give a whole number: 1 (the default) extracts with one tar; more only helps storage that writes faster in parallel.",
       );
     }
     const summary = await runRestore({
