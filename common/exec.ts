@@ -39,6 +39,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "mkfs.vfat": "dosfstools",
   ip: "iproute2",
   tar: "tar",
+  mkfifo: "coreutils",
   zstd: "zstd",
   cpio: "cpio",
   depmod: "kmod",

@@ -25,6 +25,7 @@ import type { Layout } from "../../layouts/schema.ts";
 import type { ApiClient } from "../client/api.ts";
 import type { Progress } from "../progress.ts";
 import { withHooks, type HookRecord } from "./hooks.ts";
+import { SlabChunkReader } from "./slabs.ts";
 import { spawnTarCreate } from "./tar.ts";
 import { backupTargets, excludesFor, type BackupTarget } from "./targets.ts";
 import { loadChainState, lockBackups, promoteChainState, stagingDir, type Chain } from "./state.ts";
@@ -266,26 +267,30 @@ async function backupTarget(job: TargetJob) {
   if (previous) await copyFile(previous.snarFile, snarFile);
   const level = previous ? previous.chain.streams.length : 0;
 
-  const tar = spawnTarCreate({
-    dir: target.mountPoint,
-    excludes: excludesFor(target, options.excludes),
-    snarFile,
-    signal: options.signal,
-  });
-  const chunker = createChunker({ gear: job.gear });
   const indexer = createTarIndexer();
+  const reader = new SlabChunkReader({
+    chunker: { gear: job.gear },
+    onData: (data) => indexer.push(data),
+  });
+  const tar = await spawnTarCreate(
+    {
+      dir: target.mountPoint,
+      excludes: excludesFor(target, options.excludes),
+      snarFile,
+      signal: options.signal,
+    },
+    reader,
+  );
   const refs: ChunkRef[] = [];
   let bytes = 0;
   try {
-    for await (const data of tar.stdout as AsyncIterable<Buffer>) {
-      bytes += data.length;
-      indexer.push(data);
-      for (const chunk of chunker.push(data)) refs.push(await uploader.add(chunk));
-      job.onBytes(data.length);
+    for (let chunk = await reader.next(); chunk; chunk = await reader.next()) {
+      bytes += chunk.data.length;
+      job.onBytes(chunk.data.length);
+      refs.push(await uploader.add(chunk.data, chunk.release));
     }
-    for (const chunk of chunker.end()) refs.push(await uploader.add(chunk));
   } catch (error) {
-    tar.stdout.destroy();
+    reader.destroy(error);
     await tar.done.catch(() => {});
     throw error;
   }

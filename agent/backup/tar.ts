@@ -3,12 +3,17 @@
 // so that unchanged files are not read again.
 //
 // tar runs through node:child_process rather than execa: its output is a stream of any size
-// that the caller consumes as it arrives, and only a bounded tail of stderr is kept.
+// that the caller consumes as it arrives (cut into chunks in place, see slabs.ts), and only a
+// bounded tail of stderr is kept.
 
 import { spawn } from "node:child_process";
+import { closeSync, constants, openSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { Socket } from "node:net";
 import type { Readable } from "node:stream";
 import { environmentError } from "../../common/errors.ts";
-import { findTool, missingToolError } from "../../common/exec.ts";
+import { findTool, missingToolError, runTool } from "../../common/exec.ts";
+import { SlabChunkReader } from "./slabs.ts";
 
 export interface TarCreateOptions {
   /** The directory to archive; members are "./..." relative to it. */
@@ -72,8 +77,8 @@ export function tarCreateArgs(options: TarCreateOptions): string[] {
 }
 
 export interface TarCreate {
-  /** The archive. Destroy it to stop early: tar is then killed. */
-  stdout: Readable;
+  /** The archive, cut into chunks. Destroy it to stop early: tar is then killed. */
+  chunks: SlabChunkReader;
   /** tar's process id (tests check that it is gone afterwards). */
   pid: number | undefined;
   /**
@@ -87,42 +92,63 @@ export interface TarCreate {
 /** Warnings that say nothing new: every other filesystem is its own stream or excluded. */
 const EXPECTED = /: (directory|file) is on a different filesystem; not dumped$/;
 
-export function spawnTarCreate(options: TarCreateOptions): TarCreate {
+/**
+ * Start tar with its archive going into `chunks` (a new reader when not given).
+ *
+ * The archive travels through a FIFO made next to the state file (the backup's private
+ * staging directory), not through a child_process pipe: Node can only give a socket the
+ * `onread` buffers the reader needs when it opens the descriptor itself. Both ends are open
+ * before tar starts and the name is removed at once, so tar is the only writer and the
+ * reader sees the end of the archive when tar exits.
+ */
+export async function spawnTarCreate(
+  options: TarCreateOptions,
+  chunks: SlabChunkReader = new SlabChunkReader(),
+): Promise<TarCreate> {
   if (!findTool("tar")) throw missingToolError("tar", "backup streams filesystems with GNU tar");
   options.signal?.throwIfAborted();
-  const child = spawn("tar", tarCreateArgs(options), {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, LC_ALL: "C" },
-  });
-  const stderr = keepTail(child.stderr, 64 * 1024);
+  const { readFd, writeFd } = await openFifo(`${options.snarFile}.stream`);
+  const socket = new Socket({ fd: readFd, readable: true, writable: false, onread: chunks.onread });
+  chunks.attach(socket);
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn("tar", tarCreateArgs(options), {
+      stdio: ["ignore", writeFd, "pipe"],
+      env: { ...process.env, LC_ALL: "C" },
+    });
+  } finally {
+    closeSync(writeFd);
+  }
+  const stderr = keepTail(child.stderr!, 64 * 1024);
   const stop = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   };
-  // A reader that gives up destroys the stream; tar must not linger on a pipe nobody reads.
+  // A reader that gives up closes its end; tar must not linger on a FIFO nobody reads.
   let ended = false;
   let readerStopped = false;
-  child.stdout.on("end", () => (ended = true));
-  child.stdout.on("close", () => {
+  socket.on("end", () => (ended = true));
+  socket.on("close", () => {
     if (ended) return;
     readerStopped = true;
     stop();
   });
   const onAbort = () => {
     stop();
-    child.stdout.destroy();
+    chunks.destroy(options.signal?.reason);
   };
   options.signal?.addEventListener("abort", onAbort, { once: true });
 
   const done = new Promise<{ warnings: string[] }>((resolve, reject) => {
-    child.on("error", (error) =>
+    child.on("error", (error) => {
+      chunks.destroy(error);
       reject(
         environmentError(
           "LB_BACKUP_TAR",
           `GNU tar could not run for ${options.dir}: ${error.message}.`,
           "Check that GNU tar is installed (apt-get install tar).",
         ),
-      ),
-    );
+      );
+    });
     child.on("close", (code, signal) => {
       options.signal?.removeEventListener("abort", onAbort);
       if (options.signal?.aborted) return reject(options.signal.reason);
@@ -147,7 +173,32 @@ export function spawnTarCreate(options: TarCreateOptions): TarCreate {
     });
   });
   done.catch(() => {});
-  return { stdout: child.stdout, pid: child.pid, done };
+  return { chunks, pid: child.pid, done };
+}
+
+/** A FIFO opened at both ends (reader non-blocking, for the event loop), then unlinked. */
+async function openFifo(file: string): Promise<{ readFd: number; writeFd: number }> {
+  await rm(file, { force: true });
+  const made = await runTool(["mkfifo", "-m", "600", file]);
+  if (made.exitCode !== 0) {
+    throw environmentError(
+      "LB_BACKUP_FIFO",
+      `Could not make the stream's FIFO ${file}: ${made.stderr.trim() || `exit ${made.exitCode}`}.`,
+      "Check that the backup state directory is on a local, writable filesystem.",
+    );
+  }
+  try {
+    const readFd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    try {
+      // Does not block: the FIFO has a reader.
+      return { readFd, writeFd: openSync(file, constants.O_WRONLY) };
+    } catch (error) {
+      closeSync(readFd);
+      throw error;
+    }
+  } finally {
+    await rm(file, { force: true });
+  }
 }
 
 /** tar's stderr as messages: one per line, without the "tar: " prefix and the summary. */

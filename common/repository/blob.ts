@@ -9,7 +9,13 @@
 
 import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from "node:crypto";
 import { promisify } from "node:util";
-import { constants, zstdCompress, zstdDecompress } from "node:zlib";
+import {
+  constants,
+  createZstdCompress,
+  zstdCompress,
+  zstdDecompress,
+  type ZstdCompress,
+} from "node:zlib";
 import { inputError } from "../errors.ts";
 import type { RepoKeys } from "./keys.ts";
 
@@ -46,37 +52,98 @@ export async function encodeBlob(
   return Buffer.concat(await encodeBlobParts(plain, id, keys, options));
 }
 
+/**
+ * zstd compressors kept from one chunk to the next, for a backup's many chunks. A one-shot
+ * compression builds a new compressor each time, and with it a context of several MB that
+ * Node reports to V8 as external memory; V8 counts external memory allocated since its last
+ * full collection against the old generation's room, so one context per chunk meant a full
+ * collection every few chunks. A kept compressor ends a zstd frame per chunk (ZSTD_e_end),
+ * so every blob still decodes on its own, and its output buffer fills up across chunks.
+ */
+export class ZstdEncoders {
+  readonly level: number;
+  readonly #idle: ZstdCompress[] = [];
+
+  constructor(level = DEFAULT_ZSTD_LEVEL) {
+    this.level = level;
+  }
+
+  /** One complete zstd frame holding `plain`, as the pieces the compressor produced. */
+  async compress(plain: Buffer): Promise<Buffer[]> {
+    const stream =
+      this.#idle.pop() ??
+      createZstdCompress({
+        chunkSize: OUTPUT_CHUNK,
+        params: { [constants.ZSTD_c_compressionLevel]: this.level },
+      });
+    const parts: Buffer[] = [];
+    const onData = (data: Buffer) => parts.push(data);
+    let onError: (error: Error) => void = () => {};
+    stream.on("data", onData);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        onError = reject;
+        stream.once("error", onError);
+        stream.write(plain);
+        stream.flush(constants.ZSTD_e_end, () => resolve());
+      });
+    } catch (error) {
+      stream.destroy();
+      throw error;
+    } finally {
+      stream.off("data", onData);
+      stream.off("error", onError);
+    }
+    // The frame's bytes must all have arrived by the flush's callback; anything still
+    // buffered would belong to this blob and end up in the next one.
+    if (stream.readableLength !== 0) {
+      stream.destroy();
+      throw new Error("zstd output arrived after its flush; refusing to build the blob");
+    }
+    this.#idle.push(stream);
+    return parts;
+  }
+
+  close(): void {
+    for (const stream of this.#idle.splice(0)) stream.close();
+  }
+}
+
 /** The blob as the pieces it is made of, for writers that can send them without joining. */
 export async function encodeBlobParts(
   plain: Buffer,
   id: string,
   keys: RepoKeys | null,
-  options: { level?: number } = {},
+  options: { level?: number; encoders?: ZstdEncoders } = {},
 ): Promise<Buffer[]> {
   let flags = 0;
-  let payload = plain;
-  const level = options.level ?? DEFAULT_ZSTD_LEVEL;
+  let payload = [plain];
+  const level = options.encoders?.level ?? options.level ?? DEFAULT_ZSTD_LEVEL;
   if (level > 0 && plain.length > 0) {
-    // zlib's async form runs on the libuv thread pool, so several chunks compress at once.
+    // zlib's async forms run on the libuv thread pool, so several chunks compress at once.
     // One output buffer per chunk instead of zlib's default 16 KiB pieces: far fewer
     // callbacks and far less garbage at hundreds of MB/s.
-    const packed = await compress(plain, {
-      chunkSize: OUTPUT_CHUNK,
-      params: { [constants.ZSTD_c_compressionLevel]: level },
-    });
-    if (packed.length < plain.length) {
+    const packed = options.encoders
+      ? await options.encoders.compress(plain)
+      : [
+          await compress(plain, {
+            chunkSize: OUTPUT_CHUNK,
+            params: { [constants.ZSTD_c_compressionLevel]: level },
+          }),
+        ];
+    if (packed.reduce((sum, part) => sum + part.length, 0) < plain.length) {
       payload = packed;
       flags |= FLAG_ZSTD;
     }
   }
-  if (!keys) return [MAGIC, Buffer.of(flags), payload];
+  if (!keys) return [MAGIC, Buffer.of(flags), ...payload];
   flags |= FLAG_AES;
   const nonce = randomBytes(NONCE);
   const cipher = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
   cipher.setAAD(Buffer.from(id, "hex"));
-  const sealed = cipher.update(payload);
+  const sealed = payload.map((part) => cipher.update(part));
   const rest = cipher.final(); // empty for GCM, which is a stream mode
-  return [MAGIC, Buffer.of(flags), nonce, sealed, rest, cipher.getAuthTag()];
+  return [MAGIC, Buffer.of(flags), nonce, ...sealed, rest, cipher.getAuthTag()];
 }
 
 function corrupt(id: string, why: string) {

@@ -54,7 +54,21 @@ function topMask(bits: number): number {
   return bits >= 32 ? -1 : (((1 << bits) - 1) << (32 - bits)) | 0;
 }
 
-export function createChunker(options: ChunkerOptions = {}): Chunker {
+/**
+ * The boundary search on its own, for readers that keep a chunk's bytes in place (see
+ * agent/backup/slabs.ts): `scan` looks at data[from, to), which continues the current chunk,
+ * and returns the index just past the boundary, or -1 when the chunk goes on past `to`.
+ * After a boundary the next call starts a new chunk.
+ */
+export interface CutFinder {
+  scan(data: Uint8Array, from: number, to: number): number;
+  /** Bytes of the current, unfinished chunk seen so far. */
+  readonly pending: number;
+  /** Forget the current chunk: the next byte starts a new one. */
+  reset(): void;
+}
+
+export function createCutFinder(options: ChunkerOptions = {}): CutFinder {
   const gear = options.gear ?? (defaultGear ??= gearTable());
   const min = options.min ?? CHUNK_MIN;
   const avg = options.avg ?? CHUNK_AVG;
@@ -65,71 +79,79 @@ export function createChunker(options: ChunkerOptions = {}): Chunker {
   const bits = Math.round(Math.log2(avg));
   const maskS = topMask(bits + 2);
   const maskL = topMask(bits - 2);
-
-  /** Pieces of the current chunk from earlier pushes. */
-  let pieces: Buffer[] = [];
   /** Length of the current chunk so far. */
   let pos = 0;
   let hash = 0;
 
-  const emit = (out: Buffer[], tail: Buffer) => {
-    if (pieces.length === 0) out.push(tail);
-    else {
-      pieces.push(tail);
-      out.push(Buffer.concat(pieces));
-      pieces = [];
-    }
-    pos = 0;
-    hash = 0;
-  };
-
   return {
-    push(data: Buffer): Buffer[] {
-      const out: Buffer[] = [];
-      const n = data.length;
-      let i = 0;
-      let from = 0;
+    get pending() {
+      return pos;
+    },
+    reset() {
+      pos = 0;
+      hash = 0;
+    },
+    scan(data: Uint8Array, from: number, to: number): number {
+      let i = from;
       let h = hash;
-      while (i < n) {
+      while (i < to) {
         if (pos < min) {
-          const skip = Math.min(min - pos, n - i);
+          const skip = Math.min(min - pos, to - i);
           i += skip;
           pos += skip;
           continue;
         }
         // Up to the average size the harder mask, then the easier one up to the maximum.
         const mask = pos < avg ? maskS : maskL;
-        const end = Math.min(n, i + ((pos < avg ? avg : max) - pos));
+        const end = Math.min(to, i + ((pos < avg ? avg : max) - pos));
         const start = i;
-        let cut = -1;
         for (; i < end; i++) {
           h = ((h << 1) + gear[data[i]!]!) | 0;
           if ((h & mask) === 0) {
-            cut = ++i;
-            break;
+            pos = 0;
+            hash = 0;
+            return i + 1;
           }
         }
         pos += i - start;
-        if (cut < 0 && pos >= max) cut = i;
-        if (cut >= 0) {
-          emit(out, data.subarray(from, cut));
-          h = 0;
-          from = cut;
+        if (pos >= max) {
+          pos = 0;
+          hash = 0;
+          return i;
         }
       }
-      if (from < n) pieces.push(data.subarray(from));
       hash = h;
+      return -1;
+    },
+  };
+}
+
+export function createChunker(options: ChunkerOptions = {}): Chunker {
+  const cuts = createCutFinder(options);
+  /** Pieces of the current chunk from earlier pushes. */
+  let pieces: Buffer[] = [];
+
+  return {
+    push(data: Buffer): Buffer[] {
+      const out: Buffer[] = [];
+      let from = 0;
+      for (;;) {
+        const cut = cuts.scan(data, from, data.length);
+        if (cut < 0) break;
+        const tail = data.subarray(from, cut);
+        out.push(pieces.length === 0 ? tail : Buffer.concat([...pieces, tail]));
+        pieces = [];
+        from = cut;
+      }
+      if (from < data.length) pieces.push(data.subarray(from));
       return out;
     },
     end(): Buffer[] {
-      if (pos === 0 && pieces.length === 0) return [];
-      const out: Buffer[] = [];
+      if (pieces.length === 0) return [];
       const last = pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
       pieces = [];
-      out.push(last);
-      pos = 0;
-      hash = 0;
-      return out;
+      cuts.reset();
+      return [last];
     },
   };
 }

@@ -123,6 +123,11 @@ type Phase =
   | { kind: "skip"; left: number };
 
 export interface TarIndexer {
+  /**
+   * The next bytes of the stream. The indexer keeps no view of `data` once push returns
+   * (backup reads into buffers it fills again), except with `capture`, whose entries are
+   * views until they are complete.
+   */
   push(data: Buffer): void;
   end(): TarEntry[];
 }
@@ -259,7 +264,9 @@ export function createTarIndexer(options: TarIndexerOptions = {}): TarIndexer {
           }
         } else if (phase.kind === "header") {
           const step = Math.min(BLOCK - headerGot, data.length - i);
-          headerParts.push(data.subarray(i, i + step));
+          // A whole header is parsed at once; a header split between pushes is kept as a copy.
+          const part = data.subarray(i, i + step);
+          headerParts.push(step === BLOCK ? part : Buffer.from(part));
           if (capturing) pieces.push(data.subarray(i, i + step));
           headerGot += step;
           i += step;
@@ -274,7 +281,7 @@ export function createTarIndexer(options: TarIndexerOptions = {}): TarIndexer {
           const collect = phase;
           const want = padded(collect.size) - collect.got;
           const step = Math.min(want, data.length - i);
-          collect.parts.push(data.subarray(i, i + step));
+          collect.parts.push(Buffer.from(data.subarray(i, i + step)));
           if (capturing) pieces.push(data.subarray(i, i + step));
           collect.got += step;
           i += step;

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { spawnTarCreate } from "../../agent/backup/tar.ts";
+import { readTarStream } from "../helpers/tarstream.ts";
 import { extractTar } from "../../agent/restore/extract.ts";
 import { buildAttributeTree, compareTrees, recordTree } from "../helpers/treecheck.ts";
 
@@ -14,11 +14,9 @@ const work = mkdtempSync(path.join(tmpdir(), "lifeboat-tar-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 async function createStream(dir: string, snarFile: string): Promise<Buffer> {
-  const tar = spawnTarCreate({ dir, excludes: [], snarFile });
-  const parts: Buffer[] = [];
-  for await (const data of tar.stdout) parts.push(data as Buffer);
-  expect((await tar.done).warnings).toEqual([]);
-  return Buffer.concat(parts);
+  const { stream, warnings } = await readTarStream({ dir, excludes: [], snarFile });
+  expect(warnings).toEqual([]);
+  return stream;
 }
 
 async function extract(stream: Buffer, target: string) {

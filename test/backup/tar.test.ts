@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { LifeboatError } from "../../common/errors.ts";
-import { spawnTarCreate, tarCreateArgs } from "../../agent/backup/tar.ts";
+import { spawnTarCreate, tarCreateArgs, type TarCreate } from "../../agent/backup/tar.ts";
 
 const work = mkdtempSync(path.join(tmpdir(), "lifeboat-tarc-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -17,6 +17,16 @@ function tree(name: string, files: Record<string, string | Buffer>): string {
     writeFileSync(path.join(dir, file), content);
   }
   return dir;
+}
+
+/** Read the whole archive, releasing each chunk; returns its size. */
+async function drain(tar: TarCreate): Promise<number> {
+  let bytes = 0;
+  for (let chunk = await tar.chunks.next(); chunk; chunk = await tar.chunks.next()) {
+    bytes += chunk.data.length;
+    chunk.release();
+  }
+  return bytes;
 }
 
 async function gone(pid: number | undefined) {
@@ -44,12 +54,18 @@ describe("spawnTarCreate", () => {
 
   it("streams a tree and resolves with no warnings", async () => {
     const dir = tree("plain", { "a.txt": "a", "sub/b.txt": "b" });
-    const tar = spawnTarCreate({ dir, excludes: [], snarFile: path.join(work, "plain.snar") });
-    let bytes = 0;
-    for await (const data of tar.stdout) bytes += (data as Buffer).length;
+    const tar = await spawnTarCreate({
+      dir,
+      excludes: [],
+      snarFile: path.join(work, "plain.snar"),
+    });
+    const bytes = await drain(tar);
     expect(await tar.done).toEqual({ warnings: [] });
+    expect(bytes).toBeGreaterThan(0);
     expect(bytes % 512).toBe(0);
     expect(existsSync(path.join(work, "plain.snar"))).toBe(true);
+    // The FIFO the stream came through is gone.
+    expect(existsSync(path.join(work, "plain.snar.stream"))).toBe(false);
     await gone(tar.pid);
   });
 
@@ -58,8 +74,12 @@ describe("spawnTarCreate", () => {
     // Append to the file the whole time tar reads it.
     const writer = spawn("sh", ["-c", `while :; do echo x >> '${dir}/big.bin'; done`]);
     try {
-      const tar = spawnTarCreate({ dir, excludes: [], snarFile: path.join(work, "changing.snar") });
-      for await (const _ of tar.stdout);
+      const tar = await spawnTarCreate({
+        dir,
+        excludes: [],
+        snarFile: path.join(work, "changing.snar"),
+      });
+      await drain(tar);
       const { warnings } = await tar.done;
       expect(warnings).toEqual([expect.stringMatching(/big\.bin: file changed as we read it/)]);
     } finally {
@@ -68,12 +88,12 @@ describe("spawnTarCreate", () => {
   }, 60_000);
 
   it("fails with LB_BACKUP_TAR quoting tar's message when tar exits 2", async () => {
-    const tar = spawnTarCreate({
+    const tar = await spawnTarCreate({
       dir: path.join(work, "does-not-exist"),
       excludes: [],
       snarFile: path.join(work, "x.snar"),
     });
-    for await (const _ of tar.stdout);
+    await drain(tar);
     const error = await tar.done.catch((e: unknown) => e);
     expect(error).toBeInstanceOf(LifeboatError);
     expect(error).toMatchObject({ code: "LB_BACKUP_TAR" });
@@ -82,8 +102,14 @@ describe("spawnTarCreate", () => {
 
   it("kills tar when the reader stops early, leaving no process", async () => {
     const dir = tree("early", { "big.bin": Buffer.alloc(64 << 20, 2) });
-    const tar = spawnTarCreate({ dir, excludes: [], snarFile: path.join(work, "early.snar") });
-    for await (const _ of tar.stdout) break; // the async iterator destroys the stream
+    const tar = await spawnTarCreate({
+      dir,
+      excludes: [],
+      snarFile: path.join(work, "early.snar"),
+    });
+    const first = await tar.chunks.next();
+    expect(first).not.toBeNull();
+    tar.chunks.destroy();
     const error = await tar.done.catch((e: unknown) => e);
     expect((error as Error).message).toMatch(/reader stopped/);
     await gone(tar.pid);
@@ -92,28 +118,27 @@ describe("spawnTarCreate", () => {
   it("kills tar when the signal aborts, and rejects with the abort reason", async () => {
     const dir = tree("abort", { "big.bin": Buffer.alloc(64 << 20, 3) });
     const controller = new AbortController();
-    const tar = spawnTarCreate({
+    const tar = await spawnTarCreate({
       dir,
       excludes: [],
       snarFile: path.join(work, "abort.snar"),
       signal: controller.signal,
     });
-    tar.stdout.once("data", () => controller.abort(new Error("user pressed ^C")));
-    await expect(async () => {
-      for await (const _ of tar.stdout);
-    }).rejects.toThrow();
+    await tar.chunks.next();
+    controller.abort(new Error("user pressed ^C"));
+    await expect(drain(tar)).rejects.toThrow("user pressed ^C");
     await expect(tar.done).rejects.toThrow("user pressed ^C");
     await gone(tar.pid);
   });
 
-  it("refuses to start when already aborted", () => {
-    expect(() =>
+  it("refuses to start when already aborted", async () => {
+    await expect(
       spawnTarCreate({
         dir: work,
         excludes: [],
         snarFile: path.join(work, "n.snar"),
         signal: AbortSignal.abort(new Error("stop")),
       }),
-    ).toThrow("stop");
+    ).rejects.toThrow("stop");
   });
 });

@@ -5,7 +5,6 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { spawnTarCreate } from "../../agent/backup/tar.ts";
 import {
   backupTargets,
   DEFAULT_EXCLUDES,
@@ -14,6 +13,7 @@ import {
 } from "../../agent/backup/targets.ts";
 import type { Layout } from "../../layouts/schema.ts";
 import { loadLayout, vmFixtures } from "../helpers/fixtures.ts";
+import { readTarStream } from "../helpers/tarstream.ts";
 
 const work = mkdtempSync(path.join(tmpdir(), "lifeboat-targets-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -158,7 +158,7 @@ describe("excludes in GNU tar", () => {
              ${dir}/var/lib/lifeboat/backup/snar '${dir}/swap[1]' ${dir}/swap1 '${dir}/with space'`,
     ]);
     const t = target(dir, { swapFiles: [`${dir}/swap[1]`] });
-    const tar = spawnTarCreate({
+    const { stream } = await readTarStream({
       dir,
       // As the default "/var/lib/lifeboat/*" for "/": "*" spans directories.
       excludes: excludesFor(t, [
@@ -169,10 +169,7 @@ describe("excludes in GNU tar", () => {
       ]),
       snarFile: path.join(work, "snar"),
     });
-    const parts: Buffer[] = [];
-    for await (const data of tar.stdout) parts.push(data as Buffer);
-    await tar.done;
-    const listed = execFileSync("tar", ["-t", "-f", "-"], { input: Buffer.concat(parts) })
+    const listed = execFileSync("tar", ["-t", "-f", "-"], { input: stream })
       .toString()
       .split("\n")
       .filter(Boolean)

@@ -1,12 +1,19 @@
 // Chunker, keys and the blob format.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, statSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { LifeboatError } from "../../common/errors.ts";
-import { blobHash, chunkId, decodeBlob, encodeBlob } from "../../common/repository/blob.ts";
+import {
+  ZstdEncoders,
+  blobHash,
+  chunkId,
+  decodeBlob,
+  encodeBlob,
+  encodeBlobParts,
+} from "../../common/repository/blob.ts";
 import { createChunker, gearTable, CHUNK_MAX, CHUNK_MIN } from "../../common/repository/chunker.ts";
 import { createKeyFile, deriveKeys, loadKeyFile } from "../../common/repository/keys.ts";
 import { decodeManifest, encodeManifest, type Manifest } from "../../common/repository/manifest.ts";
@@ -78,6 +85,22 @@ describe("chunker", () => {
     const keyedSizes = [...keyed.push(data), ...keyed.end()].map((c) => c.length);
     expect(keyedSizes).not.toEqual(chunkAll(data, []).map((c) => c.length));
   });
+
+  it("cuts where it always has: boundaries are part of the repository format", () => {
+    // A change here would make every chunk of an existing repository new again (no dedup
+    // against older snapshots). The vector is a fixed SHA-256 counter stream.
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 200_000 / 32; i++)
+      parts.push(createHash("sha256").update(`lifeboat chunker vector ${i}`).digest());
+    const sizes = chunkAll(Buffer.concat(parts), [4096, 777]).map((c) => c.length);
+    expect(sizes.length).toBe(170);
+    expect(sizes.slice(0, 12)).toEqual([
+      1362, 1043, 1073, 423, 648, 1469, 1179, 1350, 1167, 1049, 1562, 554,
+    ]);
+    expect(createHash("sha256").update(sizes.join(",")).digest("hex")).toBe(
+      "820a7938ff4118affaf7d5de00b688bae4219852801354fc9f105696448ca5ca",
+    );
+  });
 });
 
 describe("keys", () => {
@@ -126,6 +149,30 @@ describe("blobs", () => {
     if (data === text) expect(blob.length).toBeLessThan(data.length / 10);
     else expect(blob.length).toBeLessThanOrEqual(data.length + 5 + (key ? 28 : 0));
     expect(blobHash(blob)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it("kept compressors make one whole blob per chunk, however many run at once", async () => {
+    const encoders = new ZstdEncoders();
+    // Sizes across the compressor's 1 MiB output buffer, compressible and not, four at a
+    // time through the same few compressors: each blob must decode alone to its own chunk.
+    const chunks = Array.from({ length: 24 }, (_, i) =>
+      i % 3 === 0
+        ? randomBytes(1000 + i * 150_000)
+        : Buffer.from(`chunk ${i} `.repeat(1000 + i * 20_000)),
+    );
+    const ids = chunks.map((c) => chunkId(c, keys));
+    const blobs: Buffer[] = [];
+    for (let i = 0; i < chunks.length; i += 4) {
+      const batch = chunks
+        .slice(i, i + 4)
+        .map((c, j) => encodeBlobParts(c, ids[i + j]!, keys, { encoders }));
+      blobs.push(...(await Promise.all(batch)).map((parts) => Buffer.concat(parts)));
+    }
+    encoders.close();
+    for (const [i, blob] of blobs.entries()) {
+      expect((await decodeBlob(blob, ids[i]!, keys)).equals(chunks[i]!)).toBe(true);
+    }
+    expect(blobs[1]!.length).toBeLessThan(chunks[1]!.length / 10);
   });
 
   it("keys chunk ids: an encrypted id is not the content's SHA-256", () => {

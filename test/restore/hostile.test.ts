@@ -9,7 +9,7 @@ import tarStream from "tar-stream";
 import { afterAll, describe, expect, it } from "vitest";
 import { LifeboatError } from "../../common/errors.ts";
 import { extractTar } from "../../agent/restore/extract.ts";
-import { spawnTarCreate } from "../../agent/backup/tar.ts";
+import { readTarStream } from "../helpers/tarstream.ts";
 import { compareTrees, recordTree } from "../helpers/treecheck.ts";
 
 type Member = Partial<tarStream.Header> & { name: string; body?: string };
@@ -229,13 +229,8 @@ describe.runIf(root)("hostile archives", () => {
     mkdirSync(path.join(src, "var"), { recursive: true });
     symlinkSync(sentinel, path.join(src, "var", "run"));
     const snar = path.join(sources, "snar");
-    const stream = async () => {
-      const tar = spawnTarCreate({ dir: src, excludes: [], snarFile: snar });
-      const parts: Buffer[] = [];
-      for await (const data of tar.stdout) parts.push(data as Buffer);
-      await tar.done;
-      return Buffer.concat(parts);
-    };
+    const stream = async () =>
+      (await readTarStream({ dir: src, excludes: [], snarFile: snar })).stream;
     const l0 = await stream();
     rmSync(path.join(src, "var", "run"));
     mkdirSync(path.join(src, "var", "run", "sub"), { recursive: true });
