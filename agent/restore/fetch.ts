@@ -7,7 +7,7 @@
 
 import { orderedMap } from "../../common/concurrency.ts";
 import { inputError } from "../../common/errors.ts";
-import { decodeBlob } from "../../common/repository/blob.ts";
+import { ZstdDecoders, decodeBlob } from "../../common/repository/blob.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { ChunkRef } from "../../common/repository/manifest.ts";
 import type { SnapshotSource } from "../client/local.ts";
@@ -55,6 +55,8 @@ export class ChunkFetcher {
   total: number | null = null;
   /** The chunk last fetched for a range, since neighbouring entries often share it. */
   #last: { id: string; plain: Buffer } | null = null;
+  /** Kept decompressors (blob.ts says why). */
+  readonly #decoders = new ZstdDecoders();
 
   constructor(options: FetcherOptions, counters: FetchCounters) {
     this.#options = options;
@@ -63,7 +65,7 @@ export class ChunkFetcher {
 
   async #get([id, size]: ChunkRef): Promise<Buffer> {
     const blob = await this.#options.client.getChunk(id);
-    const plain = await decodeBlob(blob, id, this.#options.keys);
+    const plain = await decodeBlob(blob, id, this.#options.keys, { decoders: this.#decoders });
     if (plain.length !== size) {
       throw inputError(
         "LB_REPO_CORRUPT_CHUNK",

@@ -12,9 +12,11 @@ import { promisify } from "node:util";
 import {
   constants,
   createZstdCompress,
+  createZstdDecompress,
   zstdCompress,
   zstdDecompress,
   type ZstdCompress,
+  type ZstdDecompress,
 } from "node:zlib";
 import { inputError } from "../errors.ts";
 import type { RepoKeys } from "./keys.ts";
@@ -52,30 +54,32 @@ export async function encodeBlob(
   return Buffer.concat(await encodeBlobParts(plain, id, keys, options));
 }
 
-/**
- * zstd compressors kept from one chunk to the next, for a backup's many chunks. A one-shot
- * compression builds a new compressor each time, and with it a context of several MB that
- * Node reports to V8 as external memory; V8 counts external memory allocated since its last
- * full collection against the old generation's room, so one context per chunk meant a full
- * collection every few chunks. A kept compressor ends a zstd frame per chunk (ZSTD_e_end),
- * so every blob still decodes on its own, and its output buffer fills up across chunks.
- */
-export class ZstdEncoders {
-  readonly level: number;
-  readonly #idle: ZstdCompress[] = [];
+type ZstdStream = ZstdCompress | ZstdDecompress;
 
-  constructor(level = DEFAULT_ZSTD_LEVEL) {
-    this.level = level;
+/**
+ * zstd streams kept from one blob to the next. A one-shot (de)compression builds a new
+ * stream each time, and with it a context of several MB that Node reports to V8 as external
+ * memory; V8 counts external memory allocated since its last full collection against the
+ * old generation's room, so one context per chunk meant a full collection every few chunks.
+ * A kept stream also fills its output buffer across blobs instead of starting a new one.
+ */
+class KeptStreams {
+  readonly #idle: ZstdStream[] = [];
+  readonly #make: () => ZstdStream;
+  readonly #flushKind: number;
+
+  constructor(make: () => ZstdStream, flushKind: number) {
+    this.#make = make;
+    this.#flushKind = flushKind;
   }
 
-  /** One complete zstd frame holding `plain`, as the pieces the compressor produced. */
-  async compress(plain: Buffer): Promise<Buffer[]> {
-    const stream =
-      this.#idle.pop() ??
-      createZstdCompress({
-        chunkSize: OUTPUT_CHUNK,
-        params: { [constants.ZSTD_c_compressionLevel]: this.level },
-      });
+  /**
+   * `input` through one kept stream, flushed: the output pieces, and `done`, which gives the
+   * stream back for the next blob, or drops it when the caller found the output wrong (its
+   * state can't be trusted then).
+   */
+  async run(input: Buffer): Promise<{ parts: Buffer[]; done: (reuse: boolean) => void }> {
+    const stream = this.#idle.pop() ?? this.#make();
     const parts: Buffer[] = [];
     const onData = (data: Buffer) => parts.push(data);
     let onError: (error: Error) => void = () => {};
@@ -84,8 +88,8 @@ export class ZstdEncoders {
       await new Promise<void>((resolve, reject) => {
         onError = reject;
         stream.once("error", onError);
-        stream.write(plain);
-        stream.flush(constants.ZSTD_e_end, () => resolve());
+        stream.write(input);
+        stream.flush(this.#flushKind, () => resolve());
       });
     } catch (error) {
       stream.destroy();
@@ -94,18 +98,75 @@ export class ZstdEncoders {
       stream.off("data", onData);
       stream.off("error", onError);
     }
-    // The frame's bytes must all have arrived by the flush's callback; anything still
-    // buffered would belong to this blob and end up in the next one.
+    // The output must all have arrived by the flush's callback; anything still buffered
+    // would belong to this blob and end up in the next one.
     if (stream.readableLength !== 0) {
       stream.destroy();
-      throw new Error("zstd output arrived after its flush; refusing to build the blob");
+      throw new Error("zstd output arrived after its flush; refusing to use it");
     }
-    this.#idle.push(stream);
-    return parts;
+    let returned = false;
+    const done = (reuse: boolean) => {
+      if (returned) return;
+      returned = true;
+      if (reuse) this.#idle.push(stream);
+      else stream.destroy();
+    };
+    return { parts, done };
   }
 
   close(): void {
     for (const stream of this.#idle.splice(0)) stream.close();
+  }
+}
+
+/** Compressors for a backup's many chunks: each chunk ends its own frame (ZSTD_e_end). */
+export class ZstdEncoders {
+  readonly level: number;
+  readonly #kept: KeptStreams;
+
+  constructor(level = DEFAULT_ZSTD_LEVEL) {
+    this.level = level;
+    this.#kept = new KeptStreams(
+      () =>
+        createZstdCompress({
+          chunkSize: OUTPUT_CHUNK,
+          params: { [constants.ZSTD_c_compressionLevel]: level },
+        }),
+      constants.ZSTD_e_end,
+    );
+  }
+
+  /** One complete zstd frame holding `plain`, as the pieces the compressor produced. */
+  async compress(plain: Buffer): Promise<Buffer[]> {
+    const { parts, done } = await this.#kept.run(plain);
+    done(true);
+    return parts;
+  }
+
+  close(): void {
+    this.#kept.close();
+  }
+}
+
+/**
+ * Decompressors for a restore's many chunks. A decompressor is used again only after its
+ * output had the chunk's id: a damaged frame could leave it waiting for bytes that belong
+ * to no blob.
+ */
+export class ZstdDecoders {
+  readonly #kept = new KeptStreams(
+    // A plaintext chunk is at most 4 MiB: one output buffer holds several.
+    () => createZstdDecompress({ chunkSize: 4 * OUTPUT_CHUNK }),
+    constants.ZSTD_e_end,
+  );
+
+  async decompress(payload: Buffer): Promise<{ plain: Buffer; done: (reuse: boolean) => void }> {
+    const { parts, done } = await this.#kept.run(payload);
+    return { plain: parts.length === 1 ? parts[0]! : Buffer.concat(parts), done };
+  }
+
+  close(): void {
+    this.#kept.close();
   }
 }
 
@@ -154,7 +215,12 @@ function corrupt(id: string, why: string) {
   );
 }
 
-export async function decodeBlob(blob: Buffer, id: string, keys: RepoKeys | null): Promise<Buffer> {
+export async function decodeBlob(
+  blob: Buffer,
+  id: string,
+  keys: RepoKeys | null,
+  options: { decoders?: ZstdDecoders } = {},
+): Promise<Buffer> {
   if (blob.length < 5 || !blob.subarray(0, 4).equals(MAGIC)) throw corrupt(id, "no LBK1 header");
   const flags = blob[4]!;
   if ((flags & ~(FLAG_ZSTD | FLAG_AES)) !== 0) throw corrupt(id, `unknown flags ${flags}`);
@@ -181,16 +247,18 @@ export async function decodeBlob(blob: Buffer, id: string, keys: RepoKeys | null
   } else if (keys) {
     throw corrupt(id, "not encrypted, but the repository key is in use");
   }
-  let plain: Buffer;
+  let plain = payload;
+  let done = (_reuse: boolean) => {};
   if (flags & FLAG_ZSTD) {
     try {
-      plain = await decompress(payload, { chunkSize: OUTPUT_CHUNK });
+      if (options.decoders) ({ plain, done } = await options.decoders.decompress(payload));
+      else plain = await decompress(payload, { chunkSize: OUTPUT_CHUNK });
     } catch {
       throw corrupt(id, "zstd data is damaged");
     }
-  } else {
-    plain = payload;
   }
-  if (chunkId(plain, keys) !== id) throw corrupt(id, "its content does not hash to its id");
+  const intact = chunkId(plain, keys) === id;
+  done(intact);
+  if (!intact) throw corrupt(id, "its content does not hash to its id");
   return plain;
 }

@@ -7,6 +7,7 @@ import fc from "fast-check";
 import { afterAll, describe, expect, it } from "vitest";
 import { LifeboatError } from "../../common/errors.ts";
 import {
+  ZstdDecoders,
   ZstdEncoders,
   blobHash,
   chunkId,
@@ -169,10 +170,30 @@ describe("blobs", () => {
       blobs.push(...(await Promise.all(batch)).map((parts) => Buffer.concat(parts)));
     }
     encoders.close();
+    const decoders = new ZstdDecoders();
     for (const [i, blob] of blobs.entries()) {
       expect((await decodeBlob(blob, ids[i]!, keys)).equals(chunks[i]!)).toBe(true);
+      const kept = await decodeBlob(blob, ids[i]!, keys, { decoders });
+      expect(kept.equals(chunks[i]!)).toBe(true);
     }
     expect(blobs[1]!.length).toBeLessThan(chunks[1]!.length / 10);
+  });
+
+  it("kept decompressors: a cut-off frame is an error and does not spoil the next chunk", async () => {
+    const decoders = new ZstdDecoders();
+    const text1 = Buffer.from("first chunk ".repeat(200_000));
+    const text2 = Buffer.from("second chunk ".repeat(200_000));
+    const [id1, id2] = [chunkId(text1, null), chunkId(text2, null)];
+    const blob1 = await encodeBlob(text1, id1, null);
+    const blob2 = await encodeBlob(text2, id2, null);
+    // Unencrypted, so only the zstd frame and the id stand between a damaged blob and tar.
+    const cut = blob1.subarray(0, blob1.length - 40);
+    await expect(decodeBlob(cut, id1, null, { decoders })).rejects.toMatchObject({
+      code: "LB_REPO_CORRUPT_CHUNK",
+    });
+    expect((await decodeBlob(blob2, id2, null, { decoders })).equals(text2)).toBe(true);
+    expect((await decodeBlob(blob1, id1, null, { decoders })).equals(text1)).toBe(true);
+    decoders.close();
   });
 
   it("keys chunk ids: an encrypted id is not the content's SHA-256", () => {
