@@ -98,7 +98,9 @@ export class SlabChunkReader {
     socket.on("end", () => this.#finish());
     socket.on("error", (error) => this.#fail(error));
     socket.on("close", () => {
-      if (!this.#ended) this.#fail(new Error("the stream closed before its end"));
+      if (!this.#ended) {
+        this.#fail(new Error("the archive stream closed before its end (the pipe broke)"));
+      }
     });
   }
 

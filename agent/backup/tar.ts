@@ -116,6 +116,9 @@ export async function spawnTarCreate(
       stdio: ["ignore", writeFd, "pipe"],
       env: { ...process.env, LC_ALL: "C" },
     });
+  } catch (error) {
+    chunks.destroy(error);
+    throw error;
   } finally {
     closeSync(writeFd);
   }

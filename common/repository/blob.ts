@@ -66,15 +66,15 @@ type ZstdStream = ZstdCompress | ZstdDecompress;
 class KeptStreams {
   readonly #idle: ZstdStream[] = [];
   readonly #make: () => ZstdStream;
-  readonly #flushKind: number;
 
-  constructor(make: () => ZstdStream, flushKind: number) {
+  constructor(make: () => ZstdStream) {
     this.#make = make;
-    this.#flushKind = flushKind;
   }
 
   /**
-   * `input` through one kept stream, flushed: the output pieces, and `done`, which gives the
+   * `input` through one kept stream, flushed to the end of its frame (ZSTD_e_end; a
+   * decompressor given a cut-off frame then fails with "unexpected end of file" instead of
+   * waiting for more): the output pieces, and `done`, which gives the
    * stream back for the next blob, or drops it when the caller found the output wrong (its
    * state can't be trusted then).
    */
@@ -89,7 +89,7 @@ class KeptStreams {
         onError = reject;
         stream.once("error", onError);
         stream.write(input);
-        stream.flush(this.#flushKind, () => resolve());
+        stream.flush(constants.ZSTD_e_end, () => resolve());
       });
     } catch (error) {
       stream.destroy();
@@ -126,13 +126,11 @@ export class ZstdEncoders {
 
   constructor(level = DEFAULT_ZSTD_LEVEL) {
     this.level = level;
-    this.#kept = new KeptStreams(
-      () =>
-        createZstdCompress({
-          chunkSize: OUTPUT_CHUNK,
-          params: { [constants.ZSTD_c_compressionLevel]: level },
-        }),
-      constants.ZSTD_e_end,
+    this.#kept = new KeptStreams(() =>
+      createZstdCompress({
+        chunkSize: OUTPUT_CHUNK,
+        params: { [constants.ZSTD_c_compressionLevel]: level },
+      }),
     );
   }
 
@@ -157,7 +155,6 @@ export class ZstdDecoders {
   readonly #kept = new KeptStreams(
     // A plaintext chunk is at most 4 MiB: one output buffer holds several.
     () => createZstdDecompress({ chunkSize: 4 * OUTPUT_CHUNK }),
-    constants.ZSTD_e_end,
   );
 
   async decompress(payload: Buffer): Promise<{ plain: Buffer; done: (reuse: boolean) => void }> {
@@ -182,8 +179,8 @@ export async function encodeBlobParts(
   const level = options.encoders?.level ?? options.level ?? DEFAULT_ZSTD_LEVEL;
   if (level > 0 && plain.length > 0) {
     // zlib's async forms run on the libuv thread pool, so several chunks compress at once.
-    // One output buffer per chunk instead of zlib's default 16 KiB pieces: far fewer
-    // callbacks and far less garbage at hundreds of MB/s.
+    // Output buffers of 1 MiB instead of zlib's default 16 KiB pieces: far fewer callbacks
+    // and far less garbage at hundreds of MB/s (kept encoders also share them across chunks).
     const packed = options.encoders
       ? await options.encoders.compress(plain)
       : [
