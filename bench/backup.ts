@@ -23,6 +23,7 @@ import {
 import { compareManifests, treeManifest } from "./lib/manifest.ts";
 import { diskUsage, flush } from "./lib/measure.ts";
 import { BenchResults, combineRuns, compare, renderTable, type ToolResult } from "./lib/report.ts";
+import { mountScratch, type ScratchFilesystem } from "./lib/scratchfs.ts";
 import { borg, type Contender, lifeboat, restic, TOOL_NAMES, type ToolName } from "./lib/tools.ts";
 
 const PROJECT_ROOT = path.resolve(import.meta.dirname, "..");
@@ -95,6 +96,7 @@ async function runOnce(
   const results: Partial<Record<ToolName, ToolResult>> = {};
   const active: Contender[] = [];
   const started: Contender[] = [];
+  const scratch: ScratchFilesystem[] = [];
   let changedFiles = 0;
   const fail = (tool: ToolName, error: unknown) => {
     results[tool]!.error = message(error);
@@ -151,20 +153,24 @@ async function runOnce(
 
     say("recording the changed dataset's manifest, to check the restores against");
     const expected = await treeManifest(dataset.dir);
-    // Restored trees are deleted only after every tool has restored, and the order turns
-    // with each run: on a disk mounted with online discard, an extraction that follows the
-    // deletion of an 817 MiB tree is several times slower (35-40 s against 4-6 s measured
-    // with GNU tar alone), which would always hit the tool that restores second.
+    // Each tool restores onto a freshly made filesystem of its own, as a recovery does
+    // (scratchfs.ts says why not into a directory of the shared disk). The images are
+    // deleted only after every tool has restored, and the order turns with each run, so
+    // that no tool always writes while the disk is busy with another's leftovers.
     const restoring = [
       ...active.slice((run - 1) % active.length),
       ...active.slice(0, (run - 1) % active.length),
     ];
-    const targets: string[] = [];
     for (const contender of restoring) {
       const target = path.join(runDir, contender.name, "restore");
-      targets.push(target);
       await rm(target, { recursive: true, force: true });
       await mkdir(target, { recursive: true });
+      try {
+        scratch.push(await mountScratch(target, 2 * dataset.bytes + 256 * 1024 * 1024));
+      } catch (error) {
+        fail(contender.name, error);
+        continue;
+      }
       await flush();
       try {
         const m = await contender.restore(target);
@@ -184,9 +190,14 @@ async function runOnce(
       } catch (error) {
         fail(contender.name, error);
       }
+      await scratch.at(-1)!.unmount();
     }
-    if (!keep) for (const target of targets) await rm(target, { recursive: true, force: true });
+    if (keep) for (const fs of scratch) say(`restored tree kept in ${fs.image}`);
   } finally {
+    // Never left mounted, whatever failed: the run directory is deleted below.
+    for (const fs of scratch) {
+      await (keep ? fs.unmount() : fs.release()).catch((error: unknown) => say(message(error)));
+    }
     for (const contender of started) {
       await contender.stop().catch((error: unknown) => say(`${contender.name}: ${message(error)}`));
     }
