@@ -67,6 +67,9 @@ export interface ExtractResult {
   warnings: string[];
 }
 
+/** 512-byte blocks per record that tar reads: 1 MiB. */
+const EXTRACT_BLOCKING_FACTOR = 2048;
+
 export function tarExtractArgs(options: {
   target: string;
   incremental: boolean;
@@ -76,6 +79,13 @@ export function tarExtractArgs(options: {
   return [
     "--extract",
     "--file=-",
+    // Records of 1 MiB, each read whole from the pipe (tar's default is 10 KiB, so 80,000
+    // reads and as many writes for the benchmark's 800 MiB). Side by side on a fresh ext4:
+    // 3.7-3.8 s of system time instead of 4.3-4.7 s, and the restore about 1 s faster.
+    // tar may stop at the end-of-archive blocks with the rest of the stream's last record
+    // unread; the closed pipe that leaves is judged by tar's exit status, as before.
+    `--blocking-factor=${EXTRACT_BLOCKING_FACTOR}`,
+    "--read-full-records",
     `--directory=${options.target}`,
     "--numeric-owner",
     "--same-owner",

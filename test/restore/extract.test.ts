@@ -52,6 +52,9 @@ describe("tarExtractArgs", () => {
       "--acls",
       "--selinux",
       "--listed-incremental=/dev/null",
+      // Reads tar's input in 1 MiB records (extract.ts says why).
+      "--blocking-factor=2048",
+      "--read-full-records",
     ]) {
       expect(args).toContain(flag);
     }
