@@ -6,7 +6,7 @@
 // keyId (first 8 bytes of SHA-256(idKey), hex) is stored in clear with each snapshot so a
 // reader can tell which key it needs. See "Keys and trust" in docs/repository.md.
 
-import { createHash, hkdfSync, randomBytes } from "node:crypto";
+import { createHash, createSecretKey, hkdfSync, type KeyObject, randomBytes } from "node:crypto";
 import { readFile, stat } from "node:fs/promises";
 import { z } from "zod";
 import { environmentError, inputError } from "../errors.ts";
@@ -17,6 +17,13 @@ export interface RepoKeys {
   dataKey: Buffer;
   chunkerKey: Buffer;
   keyId: string;
+  /**
+   * idKey and dataKey as KeyObjects, made once: node:crypto checks a raw key for every
+   * HMAC and cipher it is given to, about 30 µs each, which came to 0.2 s of a restore's
+   * main thread.
+   */
+  idKeyObject: KeyObject;
+  dataKeyObject: KeyObject;
 }
 
 const KeyFileSchema = z.object({
@@ -33,9 +40,12 @@ export function deriveKeys(master: Buffer): RepoKeys {
   const derive = (info: string) =>
     Buffer.from(hkdfSync("sha256", master, Buffer.alloc(0), `lifeboat ${info} v1`, 32));
   const idKey = derive("chunk-id");
+  const dataKey = derive("data");
   return {
     idKey,
-    dataKey: derive("data"),
+    dataKey,
+    idKeyObject: createSecretKey(idKey),
+    dataKeyObject: createSecretKey(dataKey),
     chunkerKey: derive("chunker"),
     keyId: createHash("sha256").update(idKey).digest().subarray(0, 8).toString("hex"),
   };
