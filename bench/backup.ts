@@ -263,6 +263,8 @@ async function main() {
         "Lifeboat the agent's plus the server's VmHWM over the same span.",
       "Repository size: allocated bytes (du), measured after the third backup; apparent " +
         "bytes are recorded too. Client-side caches and state are reported apart.",
+      "Full restore: each tool onto a freshly made ext4 of its own (a loop device over a " +
+        "sparse image on the same disk, mounted without discard), checked against the dataset.",
     ],
     tools: combined,
     runs: perRun,
