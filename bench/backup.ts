@@ -23,7 +23,7 @@ import {
 import { compareManifests, treeManifest } from "./lib/manifest.ts";
 import { diskUsage, flush } from "./lib/measure.ts";
 import { BenchResults, combineRuns, compare, renderTable, type ToolResult } from "./lib/report.ts";
-import { mountScratch, type ScratchFilesystem } from "./lib/scratchfs.ts";
+import { mountScratch, type ScratchFilesystem, unmountLeftovers } from "./lib/scratchfs.ts";
 import { borg, type Contender, lifeboat, restic, TOOL_NAMES, type ToolName } from "./lib/tools.ts";
 
 const PROJECT_ROOT = path.resolve(import.meta.dirname, "..");
@@ -218,6 +218,9 @@ async function main() {
   }
   const startedAt = new Date();
   await mkdir(WORK_DIR, { recursive: true });
+  for (const target of await unmountLeftovers(WORK_DIR)) {
+    say(`unmounted ${target}, left mounted by an interrupted run`);
+  }
   const dataset = await ensureDataset(WORK_DIR, say);
   say(`dataset: ${dataset.files} files, ${formatBytes(dataset.bytes)} in ${dataset.dir}`);
 

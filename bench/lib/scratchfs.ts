@@ -8,7 +8,7 @@
 // its inode tables and journal written out by mkfs (no lazy initialisation running in the
 // background during the restore) and mounted without discard.
 
-import { open, rm, rmdir } from "node:fs/promises";
+import { open, readFile, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { runTool } from "../../common/exec.ts";
 
@@ -66,4 +66,26 @@ export async function mountScratch(mountPoint: string, bytes: number): Promise<S
     throw error;
   }
   return { image, unmount, release };
+}
+
+/**
+ * Unmounts scratch filesystems that an interrupted run left mounted below `dir` (deepest
+ * first), so that deleting or reusing the run folders never reaches into them. Returns the
+ * mount points it unmounted.
+ */
+export async function unmountLeftovers(dir: string): Promise<string[]> {
+  const prefix = `${path.resolve(dir)}/`;
+  // /proc/self/mounts: one "source target type options 0 0" per line, with spaces and
+  // other special characters in paths written as octal escapes (\040).
+  const targets = (await readFile("/proc/self/mounts", "utf8"))
+    .split("\n")
+    .map((line) => line.split(" ")[1])
+    .filter((field): field is string => field !== undefined)
+    .map((field) =>
+      field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))),
+    )
+    .filter((target) => target.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
+  for (const target of targets) await runTool(["umount", target]);
+  return targets;
 }
