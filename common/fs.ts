@@ -1,6 +1,7 @@
 // File helpers with the guarantees recovery software needs.
 
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import path from "node:path";
 
@@ -30,4 +31,21 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
   } finally {
     await dirHandle.close();
   }
+}
+
+/**
+ * Mount points strictly below `dir`, deepest first (the order to unmount them in), read
+ * from /proc/self/mountinfo, where the mount point is the fifth field and spaces and other
+ * special characters are written as octal escapes (\040).
+ */
+export function mountPointsBelow(dir: string): string[] {
+  const prefix = `${path.resolve(dir)}/`;
+  return readFileSync("/proc/self/mountinfo", "utf8")
+    .split("\n")
+    .map((line) => line.split(" ")[4] ?? "")
+    .map((field) =>
+      field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))),
+    )
+    .filter((point) => point.startsWith(prefix))
+    .sort((a, b) => b.length - a.length);
 }

@@ -8,9 +8,10 @@
 // its inode tables and journal written out by mkfs (no lazy initialisation running in the
 // background during the restore) and mounted without discard.
 
-import { open, readFile, rm, rmdir } from "node:fs/promises";
+import { open, rm, rmdir } from "node:fs/promises";
 import path from "node:path";
 import { runTool } from "../../common/exec.ts";
+import { mountPointsBelow } from "../../common/fs.ts";
 
 export interface ScratchFilesystem {
   image: string;
@@ -74,18 +75,7 @@ export async function mountScratch(mountPoint: string, bytes: number): Promise<S
  * mount points it unmounted.
  */
 export async function unmountLeftovers(dir: string): Promise<string[]> {
-  const prefix = `${path.resolve(dir)}/`;
-  // /proc/self/mounts: one "source target type options 0 0" per line, with spaces and
-  // other special characters in paths written as octal escapes (\040).
-  const targets = (await readFile("/proc/self/mounts", "utf8"))
-    .split("\n")
-    .map((line) => line.split(" ")[1])
-    .filter((field): field is string => field !== undefined)
-    .map((field) =>
-      field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8))),
-    )
-    .filter((target) => target.startsWith(prefix))
-    .sort((a, b) => b.length - a.length);
+  const targets = mountPointsBelow(dir);
   for (const target of targets) await runTool(["umount", target]);
   return targets;
 }

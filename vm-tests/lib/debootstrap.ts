@@ -7,13 +7,14 @@
 // kernel's initramfs hook) can't start daemons on the host or wait for answers.
 
 import { createHash } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, renameSync } from "node:fs";
 import { rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import path from "node:path";
 import { execa } from "execa";
 import { environmentError } from "../../common/errors.ts";
 import { findTool, missingToolError, runTool } from "../../common/exec.ts";
+import { mountPointsBelow } from "../../common/fs.ts";
 import { debianMirror } from "./apt.ts";
 import { CACHE_DIR } from "./debian-kernel.ts";
 
@@ -188,11 +189,7 @@ async function unmountAll(mounts: string[]) {
 
 /** Deletes a staging tree, but never while something (a bind-mounted /dev!) is mounted in it. */
 function removeUnlessMounted(dir: string) {
-  const prefix = `${path.resolve(dir)}/`;
-  const mounted = readFileSync("/proc/self/mountinfo", "utf8")
-    .split("\n")
-    .map((line) => line.split(" ")[4] ?? "")
-    .filter((point) => point.startsWith(prefix));
+  const mounted = mountPointsBelow(dir);
   if (mounted.length > 0) {
     throw environmentError(
       "LB_STILL_MOUNTED",
