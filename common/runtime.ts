@@ -16,7 +16,7 @@
 // generation's room, and with the limit computed from Lifeboat's small heap (12-20 MB) that
 // room is only about 9 MB: a restore, whose heap hardly grows while hundreds of MB of
 // buffers pass through it, ran a full collection every 9 MB (about 95 of them) and spent about
-// third of its CPU on them. With the limit at 64 MiB, what starts a full collection is V8's
+// a third of its CPU on them. With the limit at 64 MiB, what starts a full collection is V8's
 // own external-memory trigger (every 64 MB), which bounds the buffers waiting for collection
 // as before. Measured side by side on the benchmark dataset: a restore's agent took 7.4-7.9 s
 // of user CPU instead of 10.4-10.5 s (43 full collections instead of 91-102) at the same peak

@@ -34,7 +34,7 @@ const decompress = promisify(zstdDecompress);
 
 export function chunkId(plain: Uint8Array, keys: RepoKeys | null): string {
   return keys
-    ? createHmac("sha256", keys.idKeyObject).update(plain).digest("hex")
+    ? createHmac("sha256", keys.idKey).update(plain).digest("hex")
     : createHash("sha256").update(plain).digest("hex");
 }
 
@@ -197,7 +197,7 @@ export async function encodeBlobParts(
   if (!keys) return [MAGIC, Buffer.of(flags), ...payload];
   flags |= FLAG_AES;
   const nonce = randomBytes(NONCE);
-  const cipher = createCipheriv("aes-256-gcm", keys.dataKeyObject, nonce);
+  const cipher = createCipheriv("aes-256-gcm", keys.dataKey, nonce);
   cipher.setAAD(Buffer.from(id, "hex"));
   const sealed = payload.map((part) => cipher.update(part));
   const rest = cipher.final(); // empty for GCM, which is a stream mode
@@ -231,11 +231,7 @@ export async function decodeBlob(
       );
     }
     if (payload.length < NONCE + TAG) throw corrupt(id, "too short for an encrypted blob");
-    const decipher = createDecipheriv(
-      "aes-256-gcm",
-      keys.dataKeyObject,
-      payload.subarray(0, NONCE),
-    );
+    const decipher = createDecipheriv("aes-256-gcm", keys.dataKey, payload.subarray(0, NONCE));
     decipher.setAAD(Buffer.from(id, "hex"));
     decipher.setAuthTag(payload.subarray(payload.length - TAG));
     try {
