@@ -42,6 +42,7 @@ import {
   MAX_MANIFEST_BLOB,
   type RepositoryOptions,
 } from "./repository.ts";
+import { snapshotInfo } from "./catalog.ts";
 import { HttpError, diskError } from "./store.ts";
 import { DrillEngine, type DrillEngineOptions } from "./drills/engine.ts";
 import { registerDrillRoutes } from "./drills/routes.ts";
@@ -423,22 +424,6 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     const host = actor.role === "admin" ? (row?.host ?? "") : actor.host;
     return repo.pendingFor(id, host);
   };
-  const info = (row: NonNullable<ReturnType<typeof repo.catalog.snapshot>>) => {
-    const summary = row.summary
-      ? (JSON.parse(row.summary) as { manifestId?: string } | null)
-      : null;
-    return {
-      id: row.id,
-      host: row.host,
-      createdAt: row.created_at,
-      committedAt: row.committed_at,
-      keyId: row.key_id,
-      parent: row.parent,
-      manifestId: summary?.manifestId ?? null,
-      stats: row.stats ? (JSON.parse(row.stats) as z.infer<typeof BackupStatsSchema>) : null,
-      summary,
-    };
-  };
   const errors = {
     400: ErrorBodySchema,
     401: ErrorBodySchema,
@@ -697,7 +682,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     },
     async (request) => {
       const host = hostScope(request, request.query.host);
-      return { snapshots: repo.catalog.listSnapshots(host).map(info) };
+      return { snapshots: repo.catalog.listSnapshots(host).map(snapshotInfo) };
     },
   );
 
@@ -709,7 +694,7 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
         response: { 200: SnapshotInfoSchema, ...errors },
       },
     },
-    async (request) => info(ownSnapshot(request, request.params.id)),
+    async (request) => snapshotInfo(ownSnapshot(request, request.params.id)),
   );
 
   const sendBlob = (

@@ -3,7 +3,7 @@
 // and every multi-row change is one transaction, so no other request can
 // see a half-done change (Node runs one of them at a time).
 
-import type { RecoveryInfo, RecoveryReport } from "../common/api.ts";
+import type { RecoveryInfo, RecoveryReport, SnapshotInfo } from "../common/api.ts";
 import {
   DrillSchema,
   DrillSettingsSchema,
@@ -11,6 +11,8 @@ import {
   type DrillSettings,
 } from "../common/drills.ts";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { pathToFileURL } from "node:url";
+import { inputError } from "../common/errors.ts";
 
 /** Numbered migrations; PRAGMA user_version says how many have run. Append, never edit. */
 const MIGRATIONS: string[] = [
@@ -93,12 +95,53 @@ export interface SnapshotRow {
   summary: string | null;
 }
 
+/** A snapshot row as the API describes it (GET /v1/snapshots, and readers of a data directory). */
+export function snapshotInfo(row: SnapshotRow): SnapshotInfo {
+  const summary = row.summary ? (JSON.parse(row.summary) as { manifestId?: string } | null) : null;
+  return {
+    id: row.id,
+    host: row.host,
+    createdAt: row.created_at,
+    committedAt: row.committed_at,
+    keyId: row.key_id,
+    parent: row.parent,
+    manifestId: summary?.manifestId ?? null,
+    stats: row.stats ? (JSON.parse(row.stats) as SnapshotInfo["stats"]) : null,
+    summary,
+  };
+}
+
 export interface ChunkRow {
   id: string;
   size: number;
   blob_hash: string;
   state: "present" | "deleting";
   created_at: number;
+}
+
+/** SQLite's "unable to open" (SQLITE_CANTOPEN). */
+const SQLITE_CANTOPEN = 14;
+
+/**
+ * A read-only connection. A WAL reader needs the shared-memory index (catalog.sqlite-shm)
+ * and creates it when it is missing; on a read-only mount it can't, and SQLite refuses to
+ * open. Nothing can write through such a mount, so the file is then opened as immutable:
+ * read as it lies, without locks.
+ */
+function openReadOnly(file: string): DatabaseSync {
+  let db: DatabaseSync | undefined;
+  try {
+    db = new DatabaseSync(file, { readOnly: true });
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.prepare("PRAGMA user_version").get();
+    return db;
+  } catch (error) {
+    if (db?.isOpen) db.close();
+    if ((error as { errcode?: number }).errcode !== SQLITE_CANTOPEN) throw error;
+    const url = pathToFileURL(file);
+    url.searchParams.set("immutable", "1");
+    return new DatabaseSync(url, { readOnly: true });
+  }
 }
 
 export class Catalog {
@@ -109,7 +152,27 @@ export class Catalog {
    */
   readonly #statements = new Map<string, StatementSync>();
 
-  constructor(file: string) {
+  /**
+   * `readOnly`: for reading a data directory without its server (a restore from the server's
+   * disk). Nothing is written, so nothing is migrated: the catalog must be at exactly the
+   * version this build writes, or the reader would misread it.
+   */
+  constructor(file: string, options: { readOnly?: boolean } = {}) {
+    if (options.readOnly) {
+      this.db = openReadOnly(file);
+      const version = this.version();
+      if (version !== MIGRATIONS.length) {
+        this.db.close();
+        throw inputError(
+          "LB_CATALOG_VERSION",
+          `The catalog ${file} is at version ${version}; this Lifeboat reads version ${MIGRATIONS.length}.`,
+          version > MIGRATIONS.length
+            ? "It was written by a newer Lifeboat: read it with that version."
+            : "Start this version's server on the directory once ('lifeboat server --data DIR') to bring it up to date.",
+        );
+      }
+      return;
+    }
     this.db = new DatabaseSync(file);
     this.db.exec("PRAGMA journal_mode = WAL");
     this.db.exec("PRAGMA synchronous = FULL");
@@ -118,10 +181,12 @@ export class Catalog {
     this.migrate();
   }
 
+  version(): number {
+    return (this.sql("PRAGMA user_version").get() as { user_version: number }).user_version;
+  }
+
   migrate() {
-    const { user_version: version } = this.sql("PRAGMA user_version").get() as {
-      user_version: number;
-    };
+    const version = this.version();
     for (let i = version; i < MIGRATIONS.length; i++) {
       this.transaction(() => {
         this.db.exec(MIGRATIONS[i]!);

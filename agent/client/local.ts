@@ -11,6 +11,7 @@
 // complete; an interrupted export is refused, not half-used.
 
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -20,6 +21,7 @@ import { inputError } from "../../common/errors.ts";
 import { decodeManifest, type Manifest } from "../../common/repository/manifest.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { ApiClient } from "./api.ts";
+import { DataDirSource } from "./datadir.ts";
 
 /** What restore and recovery read: a server (ApiClient) or an exported snapshot. */
 export type SnapshotSource = Pick<
@@ -89,6 +91,17 @@ export async function exportSnapshot(options: {
   return { chunks: ids.length, bytes };
 }
 
+/**
+ * `--from DIR`: a snapshot export (it has export.json) or a server's data directory (it has
+ * the catalog), read without a server.
+ */
+export async function openDirectorySource(dir: string): Promise<SnapshotSource> {
+  if (!existsSync(path.join(dir, "export.json")) && DataDirSource.holdsCatalog(dir)) {
+    return DataDirSource.open(dir);
+  }
+  return LocalSnapshotSource.open(dir);
+}
+
 /** An exported snapshot as a read-only source for restore and recovery. */
 export class LocalSnapshotSource implements SnapshotSource {
   readonly dir: string;
@@ -109,8 +122,8 @@ export class LocalSnapshotSource implements SnapshotSource {
     } catch {
       throw inputError(
         "LB_EXPORT_INCOMPLETE",
-        `${dir} holds no complete snapshot export (${file} is missing).`,
-        "Point --from at a directory written by 'lifeboat snapshot export' (or the rescue medium's embedded snapshot), and export again if it was interrupted.",
+        `${dir} holds neither a complete snapshot export (${file} is missing) nor a server's catalog.`,
+        "Point --from at a directory written by 'lifeboat snapshots export' (or the rescue medium's embedded snapshot; export again if it was interrupted), or at a server's data directory.",
       );
     }
     const parsed = ExportSchema.safeParse(JSON.parse(text));

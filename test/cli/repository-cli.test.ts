@@ -1,5 +1,5 @@
 // The backup commands through the CLI, against a real server on loopback.
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -79,6 +79,26 @@ describe("repository commands", () => {
     );
     expect(restored.code, restored.stderr).toBe(0);
     expect(statSync(path.join(target, src, "a.txt")).size).toBe(6);
+
+    // The same, straight from the server's data directory, with no server in between.
+    const offline = await cli("snapshots", "--from", server.dataDir, "--json");
+    expect(offline.code, offline.stderr).toBe(0);
+    expect((JSON.parse(offline.stdout) as { id: string }[]).map((s) => s.id)).toEqual([summary.id]);
+    const direct = path.join(work, "restore-direct");
+    mkdirSync(direct);
+    const fromDir = await cli(
+      "restore",
+      summary.id,
+      "--from",
+      server.dataDir,
+      "--key-file",
+      key,
+      "--target",
+      direct,
+    );
+    expect(fromDir.code, fromDir.stderr).toBe(0);
+    expect(readFileSync(path.join(direct, src, "a.txt"), "utf8")).toBe("alpha\n");
+
     for (const bad of ["0", "17", "two"]) {
       const refused = await cli(
         "restore",

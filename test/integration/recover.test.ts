@@ -160,7 +160,7 @@ describe.runIf(root)("lifeboat recover on loop devices (root)", () => {
       );
       rmSync(path.join(exported, "export.json"));
       await expect(LocalSnapshotSource.open(exported)).rejects.toThrow(
-        /no complete snapshot export/,
+        /neither a complete snapshot export/,
       );
 
       // A failed run says why, and the outcomes are on the server with their logs.

@@ -9,7 +9,7 @@ import { runBackup } from "../../backup/backup.ts";
 import { DEFAULT_BACKUP_STATE_DIR } from "../../backup/state.ts";
 import { liveSource } from "../../capture/live-source.ts";
 import { connectionOptions, openClient } from "../../client/connect.ts";
-import { LocalSnapshotSource } from "../../client/local.ts";
+import { openDirectorySource } from "../../client/local.ts";
 import { loadAgentConfig } from "../../config.ts";
 import { createProgress } from "../../progress.ts";
 import { runRestore } from "../../restore/restore.ts";
@@ -149,7 +149,8 @@ export const restoreCommand: Command = {
     from: {
       type: "string",
       value: "DIR",
-      description: "Read the snapshot from an export ('snapshots export'), not a server",
+      description:
+        "Read the snapshot without a server: from an export ('snapshots export') or a server's data directory",
     },
     extractors: {
       type: "string",
@@ -167,7 +168,7 @@ export const restoreCommand: Command = {
   async run(ctx) {
     const config = await loadAgentConfig();
     const from = ctx.string("from");
-    const client = from ? await LocalSnapshotSource.open(from) : await openClient(ctx, config);
+    const client = from ? await openDirectorySource(from) : await openClient(ctx, config);
     const keys: RepoKeys | null = await keysFrom(ctx, config?.keyFile);
     const extractors = ctx.string("extractors");
     if (extractors !== undefined && !/^([1-9]|1[0-6])$/.test(extractors)) {

@@ -17,7 +17,7 @@ import { runRecovery } from "../../../rescue/recover/recover.ts";
 import { connectionOptions } from "../../client/connect.ts";
 import { ApiClient } from "../../client/api.ts";
 import { loadAgentConfig, resolveConnection, type AgentConfig } from "../../config.ts";
-import { LocalSnapshotSource } from "../../client/local.ts";
+import { openDirectorySource } from "../../client/local.ts";
 import type { Command, CommandContext } from "../command.ts";
 import { requireRoot } from "./layout-capture.ts";
 import { DEFAULT_TARGET_ROOT } from "./layout-plan.ts";
@@ -113,7 +113,8 @@ export const recoverCommand: Command = {
     from: {
       type: "string",
       value: "DIR",
-      description: "Recover offline from an exported snapshot (e.g. the one on the rescue medium)",
+      description:
+        "Recover without a server: from an exported snapshot (e.g. the one on the rescue medium) or a server's data directory",
     },
     drill: {
       type: "boolean",
@@ -136,7 +137,7 @@ export const recoverCommand: Command = {
     const config = await loadAgentConfig(ctx.string("config"));
     const from = ctx.string("from") ?? cmdline.from ?? undefined;
     const client = from
-      ? await LocalSnapshotSource.open(from)
+      ? await openDirectorySource(from)
       : await serverClient(ctx, cmdline, config);
     const keyFile = ctx.string("key-file") ?? config?.keyFile;
     const keys = keyFile ? (await loadKeyFile(keyFile)).keys : null;

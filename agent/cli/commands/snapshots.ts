@@ -6,7 +6,7 @@ import { usageError } from "../../../common/errors.ts";
 import { loadKeyFile } from "../../../common/repository/keys.ts";
 import { connectionOptions, jsonOption, openClient } from "../../client/connect.ts";
 import { openConfiguredClient } from "../../client/connect.ts";
-import { exportSnapshot } from "../../client/local.ts";
+import { exportSnapshot, openDirectorySource } from "../../client/local.ts";
 import { loadAgentConfig } from "../../config.ts";
 import type { Command } from "../command.ts";
 
@@ -16,10 +16,17 @@ export const snapshotsCommand: Command = {
   options: {
     ...connectionOptions,
     host: { type: "string", value: "NAME", description: "Only this host" },
+    from: {
+      type: "string",
+      value: "DIR",
+      description: "List without a server: an export or a server's data directory",
+    },
     ...jsonOption,
   },
   async run(ctx) {
-    const list = await (await openConfiguredClient(ctx)).listSnapshots(ctx.string("host"));
+    const from = ctx.string("from");
+    const source = from ? await openDirectorySource(from) : await openConfiguredClient(ctx);
+    const list = await source.listSnapshots(ctx.string("host"));
     if (ctx.json) return void ctx.stdout.write(`${JSON.stringify(list)}\n`);
     if (list.length === 0) return void ctx.stdout.write("no snapshots\n");
     for (const s of list) {

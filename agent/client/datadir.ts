@@ -1,0 +1,130 @@
+// A server's data directory read directly, without its server: restore and recovery when
+// the backup server itself is down but its disk is readable (mounted in the rescue system,
+// or on a spare machine), and the local-repository path of the backup benchmark.
+//
+// Read-only in every sense: the catalog is opened with SQLite's read-only flag (a running
+// server may keep writing to it; WAL readers see its last commit), nothing under the
+// directory is created, moved or migrated. Only committed snapshots are visible, as over
+// the API. Every blob is checked against the SHA-256 the catalog recorded before anyone
+// sees a byte of it, as the server does before sending. Whoever can read the directory
+// reads every host's snapshots: the directory is the repository, and its file modes are
+// the access control (docs/repository.md, "Trust model"). Encrypted content still needs
+// the key file.
+
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import type { SnapshotInfo } from "../../common/api.ts";
+import { inputError } from "../../common/errors.ts";
+import { Catalog, snapshotInfo, type SnapshotRow } from "../../server/catalog.ts";
+import { BlobStore, type BlobKind } from "../../server/store.ts";
+import type { SnapshotSource } from "./local.ts";
+
+export const CATALOG_FILE = "catalog.sqlite";
+
+const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
+
+export class DataDirSource implements SnapshotSource {
+  readonly dir: string;
+  readonly #catalog: Catalog;
+  readonly #store: BlobStore;
+
+  private constructor(dir: string, catalog: Catalog) {
+    this.dir = dir;
+    this.#catalog = catalog;
+    this.#store = new BlobStore(dir);
+  }
+
+  /** True when `dir` looks like a server's data directory (it has a catalog). */
+  static holdsCatalog(dir: string): boolean {
+    return existsSync(path.join(dir, CATALOG_FILE));
+  }
+
+  static open(dir: string): DataDirSource {
+    const file = path.join(dir, CATALOG_FILE);
+    let catalog: Catalog;
+    try {
+      catalog = new Catalog(file, { readOnly: true });
+    } catch (error) {
+      if ((error as { code?: string }).code === "LB_CATALOG_VERSION") throw error;
+      throw inputError(
+        "LB_DATADIR_UNREADABLE",
+        `Can't read the catalog ${file}: ${(error as Error).message}.`,
+        "Point --from at a Lifeboat server's data directory (the one given to 'lifeboat server --data'), readable by this user.",
+      );
+    }
+    return new DataDirSource(dir, catalog);
+  }
+
+  close() {
+    this.#catalog.close();
+  }
+
+  #committed(id: string): SnapshotRow {
+    const row = this.#catalog.snapshot(id);
+    if (!row || row.state !== "committed") {
+      throw inputError(
+        "LB_RECOVER_NO_SNAPSHOT",
+        `No committed snapshot ${id} in ${this.dir}.`,
+        `Run 'lifeboat snapshots --from ${this.dir}' to see the snapshots it holds.`,
+      );
+    }
+    return row;
+  }
+
+  async listSnapshots(host?: string): Promise<SnapshotInfo[]> {
+    return this.#catalog.listSnapshots(host ?? null).map(snapshotInfo);
+  }
+
+  async getSnapshot(id: string): Promise<SnapshotInfo> {
+    return snapshotInfo(this.#committed(id));
+  }
+
+  async getManifest(snapshot: string): Promise<Buffer> {
+    const row = this.#committed(snapshot);
+    if (!row.manifest_hash) {
+      throw inputError(
+        "LB_REPO_BAD_MANIFEST",
+        `Snapshot ${snapshot} in ${this.dir} has no manifest recorded.`,
+      );
+    }
+    return this.#read("manifests", row.id, row.manifest_hash);
+  }
+
+  async getChunk(id: string): Promise<Buffer> {
+    if (!/^[0-9a-f]{64}$/.test(id)) throw new Error(`not a chunk id: ${id}`);
+    const row = this.#catalog.chunk(id);
+    if (row?.state !== "present") {
+      throw inputError(
+        "LB_REPO_MISSING_CHUNK",
+        `Chunk ${id} is not in the catalog of ${this.dir}.`,
+        "Run 'lifeboat verify' against this directory's server to see which snapshots it breaks.",
+      );
+    }
+    return this.#read("chunks", id, row.blob_hash);
+  }
+
+  /** A blob file, whole, refused unless it hashes to what the catalog recorded. */
+  async #read(kind: BlobKind, id: string, expected: string): Promise<Buffer> {
+    const file = this.#store.pathOf(kind, id);
+    let data: Buffer;
+    try {
+      data = await readFile(file);
+    } catch {
+      throw inputError(
+        kind === "chunks" ? "LB_REPO_MISSING_CHUNK" : "LB_REPO_BAD_MANIFEST",
+        `${file} is missing: the catalog of ${this.dir} lists it.`,
+        "Run 'lifeboat verify --read-data' against this directory's server to see which snapshots it breaks.",
+      );
+    }
+    if (sha256(data) !== expected) {
+      throw inputError(
+        kind === "chunks" ? "LB_REPO_CORRUPT_CHUNK" : "LB_REPO_CORRUPT_MANIFEST",
+        `${file} is damaged: its SHA-256 no longer matches the catalog's.`,
+        "Run 'lifeboat verify --read-data' against this directory's server to see which snapshots it breaks.",
+      );
+    }
+    return data;
+  }
+}
