@@ -24,7 +24,15 @@ import { compareManifests, treeManifest } from "./lib/manifest.ts";
 import { diskUsage, flush } from "./lib/measure.ts";
 import { BenchResults, combineRuns, compare, renderTable, type ToolResult } from "./lib/report.ts";
 import { mountScratch, type ScratchFilesystem, unmountLeftovers } from "./lib/scratchfs.ts";
-import { borg, type Contender, lifeboat, restic, TOOL_NAMES, type ToolName } from "./lib/tools.ts";
+import {
+  borg,
+  type Contender,
+  lifeboat,
+  type PhaseMeasure,
+  restic,
+  TOOL_NAMES,
+  type ToolName,
+} from "./lib/tools.ts";
 
 const PROJECT_ROOT = path.resolve(import.meta.dirname, "..");
 const WORK_DIR = path.join(PROJECT_ROOT, ".work", "bench");
@@ -161,36 +169,48 @@ async function runOnce(
       ...active.slice((run - 1) % active.length),
       ...active.slice(0, (run - 1) % active.length),
     ];
-    for (const contender of restoring) {
-      const target = path.join(runDir, contender.name, "restore");
+    const restoreOnce = async (
+      contender: Contender,
+      phase: "restore" | "restoreDir",
+      restore: (target: string) => Promise<PhaseMeasure>,
+    ) => {
+      const target = path.join(runDir, contender.name, phase);
       await rm(target, { recursive: true, force: true });
       await mkdir(target, { recursive: true });
       try {
         scratch.push(await mountScratch(target, 2 * dataset.bytes + 256 * 1024 * 1024));
       } catch (error) {
         fail(contender.name, error);
-        continue;
+        return;
       }
       await flush();
       try {
-        const m = await contender.restore(target);
+        const m = await restore(target);
         // restic and borg were given ".", but a tool may also restore under the full path.
         const nested = path.join(target, dataset.dir);
         const root = existsSync(nested) ? nested : target;
         const problems = compareManifests(expected, await treeManifest(root));
-        results[contender.name]!.phases.restore = {
+        results[contender.name]!.phases[phase] = {
           ...m,
           verified: problems.length === 0,
           problems,
         };
         say(
-          `full restore: ${contender.name} ${m.seconds.toFixed(1)} s, ` +
+          `${phase === "restore" ? "full restore" : "full restore from the data directory"}: ` +
+            `${contender.name} ${m.seconds.toFixed(1)} s, ` +
             `${formatBytes(m.peakBytes)}, ${problems.length === 0 ? "verified" : "WRONG"}`,
         );
       } catch (error) {
         fail(contender.name, error);
       }
       await scratch.at(-1)!.unmount();
+    };
+    for (const contender of restoring) {
+      await restoreOnce(contender, "restore", (target) => contender.restore(target));
+      const fromDirectory = contender.restoreFromDirectory?.bind(contender);
+      if (fromDirectory && active.includes(contender)) {
+        await restoreOnce(contender, "restoreDir", fromDirectory);
+      }
     }
     if (keep) for (const fs of scratch) say(`restored tree kept in ${fs.image}`);
   } finally {
@@ -263,11 +283,14 @@ async function main() {
         "against its manifest) just before, and every phase runs all tools back to back, with " +
         "sync before each command.",
       "Peak memory: GNU time's maximum RSS (the largest process of the command's tree); for " +
-        "Lifeboat the agent's plus the server's VmHWM over the same span.",
+        "Lifeboat the agent's plus the server's VmHWM over the same span (the agent's alone " +
+        "when it restores from the data directory).",
       "Repository size: allocated bytes (du), measured after the third backup; apparent " +
         "bytes are recorded too. Client-side caches and state are reported apart.",
       "Full restore: each tool onto a freshly made ext4 of its own (a loop device over a " +
         "sparse image on the same disk, mounted without discard), checked against the dataset.",
+      "Restore, data dir: Lifeboat reading the server's data directory itself (restore --from), " +
+        "as restic and borg read their local repositories; compared with restic's restore.",
     ],
     tools: combined,
     runs: perRun,

@@ -13,8 +13,27 @@ const Phase = z.object({
 
 const Usage = z.object({ allocated: z.number(), apparent: z.number() });
 
-export const PHASES = ["first", "unchanged", "changed", "restore"] as const;
+/**
+ * `restoreDir`: Lifeboat's restore straight from the server's data directory (`--from DIR`,
+ * no server in between), what restic and borg do with their local repositories. The
+ * server path is `restore`. Both are compared with restic's one restore.
+ */
+export const PHASES = ["first", "unchanged", "changed", "restore", "restoreDir"] as const;
 export type PhaseName = (typeof PHASES)[number];
+const RESTORES = ["restore", "restoreDir"] as const;
+type RestoreName = (typeof RESTORES)[number];
+const isRestore = (phase: PhaseName): phase is RestoreName =>
+  (RESTORES as readonly string[]).includes(phase);
+/** Which of restic's phases a phase is compared with. */
+const REFERENCE_PHASE: Record<PhaseName, PhaseName> = {
+  first: "first",
+  unchanged: "unchanged",
+  changed: "changed",
+  restore: "restore",
+  restoreDir: "restore",
+};
+
+const RestorePhase = Phase.extend({ verified: z.boolean(), problems: z.array(z.string()) });
 
 const ToolResult = z.object({
   version: z.string(),
@@ -23,7 +42,8 @@ const ToolResult = z.object({
     first: Phase.optional(),
     unchanged: Phase.optional(),
     changed: Phase.optional(),
-    restore: Phase.extend({ verified: z.boolean(), problems: z.array(z.string()) }).optional(),
+    restore: RestorePhase.optional(),
+    restoreDir: RestorePhase.optional(),
   }),
   repository: Usage.optional(),
   clientState: Usage.optional(),
@@ -75,6 +95,8 @@ interface Metric {
   /** Lifeboat's ratio to restic must be at most this; null: reported, no target. */
   target: number | null;
   value: (result: ToolResult) => number | undefined;
+  /** restic's figure to divide by (default: `value` of restic's result). */
+  reference?: (restic: ToolResult) => number | undefined;
   format: (value: number) => string;
 }
 
@@ -83,6 +105,7 @@ const PHASE_LABELS: Record<PhaseName, string> = {
   unchanged: "unchanged backup",
   changed: "1% changed backup",
   restore: "full restore",
+  restoreDir: "restore, data dir",
 };
 
 const TIME_TARGETS: Record<PhaseName, number | null> = {
@@ -90,6 +113,7 @@ const TIME_TARGETS: Record<PhaseName, number | null> = {
   unchanged: 1.0,
   changed: null,
   restore: 0.8,
+  restoreDir: 0.8,
 };
 
 const seconds = (value: number) => `${value.toFixed(1)} s`;
@@ -98,7 +122,7 @@ const seconds = (value: number) => `${value.toFixed(1)} s`;
 function phaseOf(result: ToolResult, phase: PhaseName) {
   const measured = result.phases[phase];
   if (measured === undefined) return undefined;
-  if (phase === "restore" && !result.phases.restore?.verified) return undefined;
+  if (isRestore(phase) && !result.phases[phase]?.verified) return undefined;
   return measured;
 }
 
@@ -108,6 +132,7 @@ export const METRICS: readonly Metric[] = [
     label: `time: ${PHASE_LABELS[phase]}`,
     target: TIME_TARGETS[phase],
     value: (r: ToolResult) => phaseOf(r, phase)?.seconds,
+    reference: (r: ToolResult) => phaseOf(r, REFERENCE_PHASE[phase])?.seconds,
     format: seconds,
   })),
   {
@@ -129,6 +154,7 @@ export const METRICS: readonly Metric[] = [
     label: `peak memory: ${PHASE_LABELS[phase]}`,
     target: 2.0,
     value: (r: ToolResult) => r.phases[phase]?.peakBytes,
+    reference: (r: ToolResult) => r.phases[REFERENCE_PHASE[phase]]?.peakBytes,
     format: formatBytes,
   })),
 ];
@@ -142,7 +168,7 @@ export function compare(tools: Tools): Comparison[] {
       const result = tools[tool];
       if (result === undefined) continue;
       const value = result ? metric.value(result) : undefined;
-      const reference = base ? metric.value(base) : undefined;
+      const reference = base ? (metric.reference ?? metric.value)(base) : undefined;
       const ratio =
         value === undefined || reference === undefined || reference === 0
           ? null
@@ -180,7 +206,8 @@ export function renderTable(results: BenchResults): string {
       const result = results.tools[tool]!;
       const value = metric.value(result);
       if (value !== undefined) return pad(metric.format(value), 11);
-      if (metric.key === "time.restore" && result.phases.restore !== undefined) {
+      const phase = PHASES.find((p) => metric.key === `time.${p}`);
+      if (phase && isRestore(phase) && result.phases[phase] !== undefined) {
         return pad("WRONG", 11);
       }
       return pad(result.error === undefined ? "—" : "failed", 11);
@@ -200,10 +227,15 @@ export function renderTable(results: BenchResults): string {
   }
   for (const tool of present) {
     const result = results.tools[tool]!;
-    const restore = result.phases.restore;
-    if (restore !== undefined && !restore.verified) {
-      lines.push("", `${tool}: the restored tree does not match the dataset:`);
-      lines.push(...restore.problems.map((p) => `  ${p}`));
+    for (const phase of RESTORES) {
+      const restore = result.phases[phase];
+      if (restore !== undefined && !restore.verified) {
+        lines.push(
+          "",
+          `${tool}: the restored tree does not match the dataset (${PHASE_LABELS[phase]}):`,
+        );
+        lines.push(...restore.problems.map((p) => `  ${p}`));
+      }
     }
     if (result.error !== undefined) lines.push("", `${tool} stopped: ${result.error}`);
   }
@@ -217,7 +249,7 @@ export function renderTable(results: BenchResults): string {
         .join(" + ");
       return [`  ${PHASE_LABELS[phase]}: ${text}`];
     });
-    if (parts.length > 0) lines.push("", "lifeboat peak memory, agent + server:", ...parts);
+    if (parts.length > 0) lines.push("", "lifeboat peak memory by process:", ...parts);
   }
   return lines.join("\n");
 }
@@ -251,13 +283,15 @@ export function combineRuns(runs: readonly ToolResult[]): ToolResult {
     const measured = runs.flatMap((r) => (r.phases[phase] ? [r.phases[phase]] : []));
     if (measured.length > 0) phases[phase] = medianPhase(measured);
   }
-  const restores = runs.flatMap((r) => (r.phases.restore ? [r.phases.restore] : []));
-  if (restores.length > 0) {
-    phases.restore = {
-      ...medianPhase(restores),
-      verified: restores.every((r) => r.verified),
-      problems: restores.flatMap((r) => r.problems),
-    };
+  for (const phase of RESTORES) {
+    const restores = runs.flatMap((r) => (r.phases[phase] ? [r.phases[phase]] : []));
+    if (restores.length > 0) {
+      phases[phase] = {
+        ...medianPhase(restores),
+        verified: restores.every((r) => r.verified),
+        problems: restores.flatMap((r) => r.problems),
+      };
+    }
   }
   const usage = (pick: (r: ToolResult) => z.infer<typeof Usage> | undefined) => {
     const values = runs.flatMap((r) => (pick(r) ? [pick(r)!] : []));

@@ -37,6 +37,8 @@ export interface Contender {
   init(): Promise<void>;
   backup(source: string, run: number): Promise<PhaseMeasure>;
   restore(target: string): Promise<PhaseMeasure>;
+  /** A restore that reads the repository directory itself, where the tool has a second way. */
+  restoreFromDirectory?(target: string): Promise<PhaseMeasure>;
   stop(): Promise<void>;
 }
 
@@ -231,6 +233,25 @@ export async function lifeboat(dir: string, projectRoot: string): Promise<Conten
       return withServer(() =>
         measure([...bin, "restore", id, "--target", target, ...connection()], { env }),
       );
+    },
+    async restoreFromDirectory(target) {
+      if (latest === undefined) throw new Error("lifeboat: restore before any backup");
+      // The server is left running but takes no part: the agent reads its data directory.
+      const m = await measure(
+        [
+          ...bin,
+          "restore",
+          latest,
+          "--target",
+          target,
+          "--from",
+          repositoryDir,
+          "--key-file",
+          keyFile,
+        ],
+        { env },
+      );
+      return single(m.seconds, m.peakBytes, "agent");
     },
     async stop() {
       if (server === undefined) return;

@@ -69,7 +69,9 @@ describe("compare", () => {
     expect(restore).toMatchObject({ ratio: null, pass: false });
     const table = renderTable(results(tools));
     expect(table).toMatch(/time: full restore\s+10\.0 s\s+WRONG\s+—\s+≤ 0\.80× MISS/);
-    expect(table).toContain("lifeboat: the restored tree does not match the dataset:");
+    expect(table).toContain(
+      "lifeboat: the restored tree does not match the dataset (full restore):",
+    );
   });
 });
 
@@ -87,7 +89,32 @@ describe("renderTable", () => {
     );
     expect(table).toMatch(/time: unchanged backup .* 1\.25×\s+≤ 1\.00× MISS/);
     expect(table).toMatch(/repository size \(du\)\s+100\.0 MiB/);
-    expect(table).toContain("lifeboat peak memory, agent + server:");
+    expect(table).toContain("lifeboat peak memory by process:");
+  });
+
+  it("compares Lifeboat's restore from the data directory with restic's one restore", () => {
+    const lifeboat = tool([9, 2, 3, 12], 100 * MiB, 300 * MiB);
+    lifeboat.phases.restoreDir = {
+      seconds: 7,
+      peakBytes: 180 * MiB,
+      peaks: { agent: 180 * MiB },
+      verified: true,
+      problems: [],
+    };
+    const tools = { restic: tool([10, 2, 3, 10], 100 * MiB, 100 * MiB), lifeboat };
+    const byKey = (metric: string) =>
+      compare(tools).find((c) => c.metric === metric && c.tool === "lifeboat")!;
+    expect(byKey("time.restore")).toMatchObject({ ratio: 1.2, pass: false });
+    expect(byKey("time.restoreDir")).toMatchObject({ ratio: 0.7, target: 0.8, pass: true });
+    expect(byKey("memory.restoreDir")).toMatchObject({ ratio: 1.8, target: 2, pass: true });
+    const table = renderTable(results(tools));
+    expect(table).toMatch(/time: restore, data dir\s+—\s+7\.0 s\s+0\.70×\s+≤ 0\.80× PASS/);
+    expect(table).toContain("  restore, data dir: agent 180.0 MiB");
+
+    lifeboat.phases.restoreDir.verified = false;
+    expect(byKey("time.restoreDir")).toMatchObject({ ratio: null, pass: false });
+    const combined = combineRuns([lifeboat, lifeboat]);
+    expect(combined.phases.restoreDir).toMatchObject({ seconds: 7, verified: false });
   });
 });
 
