@@ -18,16 +18,38 @@ import { z } from "zod";
 import { SnapshotInfoSchema, type SnapshotInfo } from "../../common/api.ts";
 import { forEachLimit } from "../../common/concurrency.ts";
 import { inputError } from "../../common/errors.ts";
+import { decodeBlob, type ZstdDecoders } from "../../common/repository/blob.ts";
 import { decodeManifest, type Manifest } from "../../common/repository/manifest.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { ApiClient } from "./api.ts";
 import { DataDirSource } from "./datadir.ts";
 
-/** What restore and recovery read: a server (ApiClient) or an exported snapshot. */
+/**
+ * What restore and recovery read: a server (ApiClient), an exported snapshot, or a server's
+ * data directory. `checkChunk` is for sources whose getChunk hands blobs out unhashed
+ * (decoding checks them anyway): asked when a blob does not decode, it throws the error
+ * that names a damaged stored blob, and returns if the blob is as stored.
+ */
 export type SnapshotSource = Pick<
   ApiClient,
   "listSnapshots" | "getSnapshot" | "getManifest" | "getChunk"
->;
+> & { checkChunk?(id: string, blob: Buffer): void };
+
+/** A chunk's plaintext from any source, checked against its id (decodeBlob). */
+export async function readChunk(
+  source: SnapshotSource,
+  id: string,
+  keys: RepoKeys | null,
+  options: { decoders?: ZstdDecoders } = {},
+): Promise<Buffer> {
+  const blob = await source.getChunk(id);
+  try {
+    return await decodeBlob(blob, id, keys, options);
+  } catch (error) {
+    source.checkChunk?.(id, blob);
+    throw error;
+  }
+}
 
 const ExportSchema = z.object({
   kind: z.literal("lifeboat/snapshot-export"),

@@ -7,10 +7,10 @@
 
 import { orderedMap } from "../../common/concurrency.ts";
 import { inputError } from "../../common/errors.ts";
-import { ZstdDecoders, decodeBlob } from "../../common/repository/blob.ts";
+import { ZstdDecoders } from "../../common/repository/blob.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { ChunkRef } from "../../common/repository/manifest.ts";
-import type { SnapshotSource } from "../client/local.ts";
+import { readChunk, type SnapshotSource } from "../client/local.ts";
 import type { Progress } from "../progress.ts";
 
 export interface FetcherOptions {
@@ -64,8 +64,9 @@ export class ChunkFetcher {
   }
 
   async #get([id, size]: ChunkRef): Promise<Buffer> {
-    const blob = await this.#options.client.getChunk(id);
-    const plain = await decodeBlob(blob, id, this.#options.keys, { decoders: this.#decoders });
+    const plain = await readChunk(this.#options.client, id, this.#options.keys, {
+      decoders: this.#decoders,
+    });
     if (plain.length !== size) {
       throw inputError(
         "LB_REPO_CORRUPT_CHUNK",

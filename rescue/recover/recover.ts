@@ -23,7 +23,6 @@ import { chmod, mkdir, readFile, rm, symlink, writeFile } from "node:fs/promises
 import path from "node:path";
 import { environmentError, inputError, LifeboatError } from "../../common/errors.ts";
 import { runTool } from "../../common/exec.ts";
-import { decodeBlob } from "../../common/repository/blob.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { Manifest } from "../../common/repository/manifest.ts";
 import { formatBytes } from "../../common/units.ts";
@@ -34,7 +33,7 @@ import { keyFileFor, LVM_CONFIG, luksMapperName } from "../../layouts/plan/steps
 import type { Plan } from "../../layouts/plan/types.ts";
 import type { Layout } from "../../layouts/schema.ts";
 import type { ApiClient } from "../../agent/client/api.ts";
-import type { SnapshotSource } from "../../agent/client/local.ts";
+import { readChunk, type SnapshotSource } from "../../agent/client/local.ts";
 import { renderSummary } from "../../agent/cli/commands/layout-plan.ts";
 import { applyPlan, preflight } from "../../agent/layout/apply.ts";
 import { readInventory } from "../../agent/layout/inventory.ts";
@@ -443,7 +442,7 @@ async function fetchLuksHeaders(
     if (!backup) continue;
     const parts: Buffer[] = [];
     for (const [id] of backup.chunks) {
-      parts.push(await decodeBlob(await options.client.getChunk(id), id, options.keys));
+      parts.push(await readChunk(options.client, id, options.keys));
     }
     const header = Buffer.concat(parts);
     if (createHash("sha256").update(header).digest("hex") !== backup.sha256) {

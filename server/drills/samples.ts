@@ -10,8 +10,7 @@
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import tarStream from "tar-stream";
-import type { SnapshotSource } from "../../agent/client/local.ts";
-import { decodeBlob } from "../../common/repository/blob.ts";
+import { readChunk, type SnapshotSource } from "../../agent/client/local.ts";
 import { decodeIndex, entryPath, type IndexEntry } from "../../common/repository/fileindex.ts";
 import type { RepoKeys } from "../../common/repository/keys.ts";
 import type { ChunkRef, Manifest } from "../../common/repository/manifest.ts";
@@ -79,7 +78,7 @@ async function chunkBytes(
   for (const [id, size] of chunks) {
     const end = offset + size;
     if (!range || (end > range.start && offset < range.end)) {
-      const plain = await decodeBlob(await source.getChunk(id), id, keys);
+      const plain = await readChunk(source, id, keys);
       parts.push(
         range
           ? plain.subarray(Math.max(0, range.start - offset), Math.min(size, range.end - offset))
