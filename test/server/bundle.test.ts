@@ -2,11 +2,12 @@
 // starts, serves the API document, and its docs page finds swagger-ui's files next to the
 // bundle. It used to fail at start with "__dirname is not defined".
 import { execa } from "execa";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import vm from "node:vm";
 import { afterAll, describe, expect, it } from "vitest";
-import { bundleCli } from "../../scripts/bundle.ts";
+import { bundleCli, asciiSource } from "../../scripts/bundle.ts";
 
 const work = mkdtempSync(path.join(tmpdir(), "lifeboat-bundle-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -14,6 +15,8 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 describe("the bundled CLI", () => {
   it("runs the server with its docs page", async () => {
     const bundle = await bundleCli(path.join(work, "dist", "lifeboat.mjs"));
+    // Pure ASCII, which Node holds more cheaply (asciiSource says why).
+    expect(readFileSync(bundle, "utf8")).not.toMatch(/[^\u0000-\u007f]/u);
     const server = execa(
       process.execPath,
       [bundle, "server", "--data", path.join(work, "data"), "--listen", "127.0.0.1:0"],
@@ -45,4 +48,23 @@ describe("the bundled CLI", () => {
       await server;
     }
   }, 60_000);
+});
+
+describe("asciiSource", () => {
+  it("escapes every character outside ASCII and leaves what the code does alone", () => {
+    const code = String.raw`// a dash — and an arrow → in a comment
+const s = "é→" + ${"`"}x—${"${1}"}${"`"} + "\→";
+const r = [/[→—]+/u.test("→—"), /\→/.test("→"), /😀/.test("😀"), /^[😀]$/u.test("😀")];
+result = [s, r, "café".length];`;
+    const run = (source: string) => {
+      const context: { result?: unknown } = {};
+      vm.runInNewContext(source, context);
+      return context.result;
+    };
+    const out = asciiSource(code);
+    expect(out).not.toMatch(/[^\u0000-\u007f]/u);
+    expect(out).toContain(String.raw`"caf\u00e9"`);
+    expect(run(code)).toEqual(["é→x—1→", [true, true, true, true], 4]);
+    expect(run(out)).toEqual(run(code));
+  });
 });
