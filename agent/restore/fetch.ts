@@ -1,9 +1,11 @@
 // Restore's side of the chunk store: fetch blobs, check and decode them, and hand out the
 // plaintext of a stream (or of a byte range of it) in order, with read-ahead.
 //
-// Every chunk is checked twice before anyone sees a byte of it: the blob against the hash
-// the server recorded (client side), and the decrypted plaintext against its chunk id
-// (decodeBlob); then its length against the manifest.
+// Every chunk is checked before anyone sees a byte of it: the decrypted plaintext against
+// its chunk id (decodeBlob), and its length against the manifest. From a server, the blob is
+// also checked against the hash the server recorded as it arrives (api.ts); from a data
+// directory, that hash is asked only for a blob that does not decode, to name the damage
+// (local.ts, readChunk).
 
 import { orderedMap } from "../../common/concurrency.ts";
 import { inputError } from "../../common/errors.ts";
