@@ -134,6 +134,16 @@ export function chooseSnapshot(snapshots: SnapshotInfo[], wanted: string | null)
       "Back the machine up first (lifeboat backup), or check the host name and token in /etc/lifeboat/agent.json.",
     );
   }
+  // A server's data directory, or an admin token, shows every host's snapshots: "the newest"
+  // would be whichever host backed up last, and recovery would write it onto these disks.
+  const hosts = [...new Set(committed.map((s) => s.host))].sort();
+  if (hosts.length > 1) {
+    throw inputError(
+      "LB_RECOVER_WHICH_HOST",
+      `The snapshots here belong to ${hosts.length} hosts (${hosts.slice(0, 5).join(", ")}${hosts.length > 5 ? ", ..." : ""}), and nothing says which one this machine is.`,
+      "Name the snapshot (--snapshot ID or lifeboat.snapshot=ID; 'lifeboat snapshots' lists them), or put the host into the agent config (\"host\" in /etc/lifeboat/agent.json).",
+    );
+  }
   return newest;
 }
 

@@ -92,6 +92,19 @@ describe("snapshot choice", () => {
     expect(() => chooseSnapshot(list, "a3")).toThrow(/never committed/);
     expect(() => chooseSnapshot([], null)).toThrow(/no committed snapshot/);
   });
+  it("never guesses among several hosts' snapshots, but takes a named one", () => {
+    const mixed = [...list, { ...snap("b1", "2026-11-23T01:00:00Z"), host: "db1" }];
+    expect(() => chooseSnapshot(mixed, null)).toThrow(
+      expect.objectContaining({
+        code: "LB_RECOVER_WHICH_HOST",
+        message: expect.stringMatching(/belong to 2 hosts \(db1, web1\)/),
+      }),
+    );
+    expect(chooseSnapshot(mixed, "a1").id).toBe("a1");
+    // An uncommitted snapshot of another host is no reason to refuse.
+    const pendingOther = [...list, { ...snap("b2", "2026-11-23T01:00:00Z", false), host: "db1" }];
+    expect(chooseSnapshot(pendingOther, null).id).toBe("a2");
+  });
 });
 
 describe("identifier rewriting", () => {
