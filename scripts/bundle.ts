@@ -11,10 +11,10 @@ const root = path.resolve(import.meta.dirname, "..");
  * The bundle with every character outside ASCII written as a \u escape. Node keeps a 5 MB
  * source for as long as it runs, and keeps it more cheaply when it is pure ASCII: external
  * memory 8.7 MB instead of 13.5 MB, and `lifeboat --help` peaks at 79.7 MiB instead of
- * 84.6 MiB (a Latin-1 source made no difference). esbuild escapes strings (charset ascii) but keeps
- * comments and regular expression literals as written, and a handful of them (dashes,
- * arrows, accents) were enough. An escape means the same character in a comment, a string,
- * a regular expression and an identifier.
+ * 84.6 MiB (a Latin-1 source made no difference). esbuild escapes strings (charset ascii)
+ * but keeps comments and regular expression literals as written, and a handful of them
+ * (dashes, arrows, accents) were enough. An escape means the same character in a comment,
+ * a string, a regular expression and an identifier.
  */
 export function asciiSource(code: string): string {
   return code.replace(/(\\*)([^\u0000-\u007f])/gu, (_, backslashes: string, char: string) => {

@@ -14,6 +14,9 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { pathToFileURL } from "node:url";
 import { inputError } from "../common/errors.ts";
 
+/** The catalog's file in a server's data directory. */
+export const CATALOG_FILE = "catalog.sqlite";
+
 /** Numbered migrations; PRAGMA user_version says how many have run. Append, never edit. */
 const MIGRATIONS: string[] = [
   `CREATE TABLE admin_tokens (token_hash TEXT PRIMARY KEY, created_at TEXT NOT NULL);

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Readable } from "node:stream";
-import { Catalog, type SnapshotRow } from "./catalog.ts";
+import { Catalog, CATALOG_FILE, type SnapshotRow } from "./catalog.ts";
 import { applyRetention, checkRetentionPolicy, type RetentionPolicy } from "./retention.ts";
 import { BlobStore, HttpError } from "./store.ts";
 
@@ -96,7 +96,7 @@ export class Repository {
   readonly lock = new SharedLock();
 
   constructor(dataDir: string, options: RepositoryOptions = {}) {
-    this.catalog = new Catalog(path.join(dataDir, "catalog.sqlite"));
+    this.catalog = new Catalog(path.join(dataDir, CATALOG_FILE));
     this.store = new BlobStore(dataDir);
     this.sessionTtlMs = options.sessionTtlMs ?? 60 * 60_000;
     this.gcGraceMs = options.gcGraceMs ?? 60 * 60_000;

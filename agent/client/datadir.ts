@@ -18,12 +18,10 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { SnapshotInfo } from "../../common/api.ts";
-import { inputError } from "../../common/errors.ts";
-import { Catalog, snapshotInfo, type SnapshotRow } from "../../server/catalog.ts";
+import { inputError, LifeboatError } from "../../common/errors.ts";
+import { Catalog, CATALOG_FILE, snapshotInfo, type SnapshotRow } from "../../server/catalog.ts";
 import { BlobStore, type BlobKind } from "../../server/store.ts";
 import type { SnapshotSource } from "./local.ts";
-
-export const CATALOG_FILE = "catalog.sqlite";
 
 const sha256 = (data: Buffer) => createHash("sha256").update(data).digest("hex");
 
@@ -49,7 +47,7 @@ export class DataDirSource implements SnapshotSource {
     try {
       catalog = new Catalog(file, { readOnly: true });
     } catch (error) {
-      if ((error as { code?: string }).code === "LB_CATALOG_VERSION") throw error;
+      if (error instanceof LifeboatError) throw error; // another version: it says so itself
       throw inputError(
         "LB_DATADIR_UNREADABLE",
         `Can't read the catalog ${file}: ${(error as Error).message}.`,
@@ -101,7 +99,7 @@ export class DataDirSource implements SnapshotSource {
       throw inputError(
         "LB_REPO_MISSING_CHUNK",
         `Chunk ${id} is not in the catalog of ${this.dir}.`,
-        VERIFY_HINT,
+        damageHint(this.dir),
       );
     }
     // Unhashed: decoding checks the blob (GCM, and the plaintext against its id), and
@@ -118,7 +116,7 @@ export class DataDirSource implements SnapshotSource {
   checkChunk(id: string, blob: Buffer) {
     const row = this.#catalog.chunk(id);
     if (row && sha256(blob) !== row.blob_hash) {
-      throw damagedBlob("chunks", this.#store.pathOf("chunks", id));
+      throw damagedBlob("chunks", this.#store.pathOf("chunks", id), this.dir);
     }
   }
 
@@ -131,26 +129,27 @@ export class DataDirSource implements SnapshotSource {
     } catch {
       throw missingBlob(kind, file, this.dir);
     }
-    if (sha256(data) !== expected) throw damagedBlob(kind, file);
+    if (sha256(data) !== expected) throw damagedBlob(kind, file, this.dir);
     return data;
   }
 }
 
-const VERIFY_HINT =
-  "Run 'lifeboat verify --read-data' against this directory's server to see which snapshots it breaks.";
+const damageHint = (dir: string) =>
+  `This snapshot can't be restored whole from here: try an older one ('lifeboat snapshots --from ${dir}'). ` +
+  "'lifeboat verify --read-data' against a server on this directory names every snapshot the damage breaks.";
 
 function missingBlob(kind: BlobKind, file: string, dir: string) {
   return inputError(
     kind === "chunks" ? "LB_REPO_MISSING_CHUNK" : "LB_REPO_BAD_MANIFEST",
     `${file} is missing: the catalog of ${dir} lists it.`,
-    VERIFY_HINT,
+    damageHint(dir),
   );
 }
 
-function damagedBlob(kind: BlobKind, file: string) {
+function damagedBlob(kind: BlobKind, file: string, dir: string) {
   return inputError(
     kind === "chunks" ? "LB_REPO_CORRUPT_CHUNK" : "LB_REPO_CORRUPT_MANIFEST",
     `${file} is damaged: its SHA-256 no longer matches the catalog's.`,
-    VERIFY_HINT,
+    damageHint(dir),
   );
 }

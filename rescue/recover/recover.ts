@@ -141,7 +141,7 @@ export function chooseSnapshot(snapshots: SnapshotInfo[], wanted: string | null)
     throw inputError(
       "LB_RECOVER_WHICH_HOST",
       `The snapshots here belong to ${hosts.length} hosts (${hosts.slice(0, 5).join(", ")}${hosts.length > 5 ? ", ..." : ""}), and nothing says which one this machine is.`,
-      "Name the snapshot (--snapshot ID or lifeboat.snapshot=ID; 'lifeboat snapshots' lists them), or put the host into the agent config (\"host\" in /etc/lifeboat/agent.json).",
+      "Name the snapshot (--snapshot ID or lifeboat.snapshot=ID; 'lifeboat snapshots', with the same --from or server, lists them), or put the host into the agent config (\"host\" in /etc/lifeboat/agent.json).",
     );
   }
   return newest;
