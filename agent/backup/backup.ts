@@ -297,9 +297,13 @@ async function backupTarget(job: TargetJob) {
   const { warnings } = await tar.done;
   for (const warning of warnings) job.warnings.push(`${target.mountPoint}: ${warning}`);
 
-  const streamEntries = indexer.end();
-  const parentIndex = previous ? decodeIndex(await readFile(previous.indexFile)) : null;
-  const { entries: index, unresolved } = mergeIndex(parentIndex, streamEntries, level);
+  // The stream's entries and the parent index are passed, not kept: nothing holds them once
+  // the merge is done, and at millions of files they are most of the memory a backup uses.
+  const { entries: index, unresolved } = mergeIndex(
+    previous ? decodeIndex(await readFile(previous.indexFile)) : null,
+    indexer.end(),
+    level,
+  );
   // Names tar calls unchanged that the parent index lacks (a renamed directory): full
   // restore is unaffected, but the index can't place them; the next stream is a full one.
   const forceFull = unresolved.length > 0;

@@ -35,11 +35,17 @@ function isUtf8(bytes: Buffer): boolean {
   return Buffer.from(bytes.toString("utf8"), "utf8").equals(bytes);
 }
 
-/** A path's raw bytes, as a string usable as a map key (one char per byte). */
+const ASCII = /^[\x00-\x7f]*$/;
+
+/**
+ * A path's raw bytes, as a string usable as a map key (one char per byte). An ASCII path is
+ * its own key: the same string, not a copy, which matters at a million entries.
+ */
 export function pathKey(entry: Pick<IndexEntry, "p" | "pb">): string {
-  return entry.p !== undefined
-    ? Buffer.from(entry.p, "utf8").toString("latin1")
-    : Buffer.from(entry.pb!, "base64").toString("latin1");
+  if (entry.p !== undefined) {
+    return ASCII.test(entry.p) ? entry.p : Buffer.from(entry.p, "utf8").toString("latin1");
+  }
+  return Buffer.from(entry.pb!, "base64").toString("latin1");
 }
 
 export function entryPath(entry: Pick<IndexEntry, "p" | "pb">): Buffer {
@@ -84,6 +90,9 @@ export function mergeIndex(
   stream: TarEntry[],
   k: number,
 ): MergeResult {
+  // Memory is what limits this at a few million files: every map is keyed by the entries'
+  // own path strings where they can be (pathKey), lookups build no string they keep, and the
+  // result is sorted as an array of keys, not of [key, entry] pairs.
   const byPath = new Map<string, IndexEntry>();
   const unresolved: string[] = [];
   const parentByPath = new Map<string, IndexEntry>();
@@ -101,21 +110,38 @@ export function mergeIndex(
         const key = (dir === "." ? "" : `${dir}/`) + child.name.toString("latin1");
         if (byPath.has(key)) continue;
         const old = parentByPath.get(key);
-        if (old) byPath.set(key, old);
+        if (old) byPath.set(pathKey(old), old);
         else unresolved.push(Buffer.from(key, "latin1").toString("utf8"));
       }
     }
   }
-  const entries = [...byPath.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    .map(([, entry]) => entry);
+  parentByPath.clear();
+  // Keys hold one byte per character, so the default (UTF-16 code unit) order is byte order.
+  const entries = [...byPath.keys()].sort().map((key) => byPath.get(key)!);
   return { entries, unresolved };
 }
 
+/** Lines are joined into pieces of about this many characters before becoming bytes. */
+const ENCODE_PIECE = 1 << 20;
+
 export function encodeIndex(entries: IndexEntry[]): Buffer {
-  return Buffer.from(
-    entries.map((e) => JSON.stringify(e)).join("\n") + (entries.length ? "\n" : ""),
-  );
+  // Piece by piece: all lines as strings at once, then joined, then as bytes, held the
+  // index three times over.
+  const pieces: Buffer[] = [];
+  let lines: string[] = [];
+  let length = 0;
+  for (const entry of entries) {
+    const line = JSON.stringify(entry);
+    lines.push(line);
+    length += line.length + 1;
+    if (length >= ENCODE_PIECE) {
+      pieces.push(Buffer.from(lines.join("\n") + "\n"));
+      lines = [];
+      length = 0;
+    }
+  }
+  if (lines.length > 0) pieces.push(Buffer.from(lines.join("\n") + "\n"));
+  return Buffer.concat(pieces);
 }
 
 export function decodeIndex(data: Buffer): IndexEntry[] {

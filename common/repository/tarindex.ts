@@ -129,6 +129,11 @@ export interface TarIndexer {
    * views until they are complete.
    */
   push(data: Buffer): void;
+  /**
+   * The entries found, handed over: the indexer keeps no reference to them (a backup of
+   * millions of files frees them as soon as its index is merged), and a second call
+   * returns none.
+   */
   end(): TarEntry[];
 }
 
@@ -140,7 +145,7 @@ export interface TarIndexerOptions {
 }
 
 export function createTarIndexer(options: TarIndexerOptions = {}): TarIndexer {
-  const entries: TarEntry[] = [];
+  let entries: TarEntry[] = [];
   // With `capture`: views of the current entry's bytes so far (extension headers, then the
   // header); the data follows while it is skipped. Views, not copies: only an entry that is
   // captured is copied, once, when its last byte has passed.
@@ -294,7 +299,9 @@ export function createTarIndexer(options: TarIndexerOptions = {}): TarIndexer {
       }
     },
     end() {
-      return entries;
+      const found = entries;
+      entries = [];
+      return found;
     },
   };
 }

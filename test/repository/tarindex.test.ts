@@ -123,6 +123,8 @@ describe("tar indexer on GNU tar streams", () => {
       });
       for (let i = 0; i < level0.length; i += piece) indexer.push(level0.subarray(i, i + piece));
       const kept = indexer.end();
+      // Handed over: the indexer keeps none of them.
+      expect(indexer.end()).toEqual([]);
       const expected = entries0.filter((e) => e.type === "d" || e.type === "h");
       expect(kept.map((e) => e.offset)).toEqual(expected.map((e) => e.offset));
       for (const entry of kept) {
@@ -264,5 +266,89 @@ describe("tar indexer on GNU tar streams", () => {
     const names = entries.map((e) => entryPath(e).toString("latin1"));
     expect(names).toContain("renamed");
     expect(names.some((p) => p.startsWith(long))).toBe(false);
+  });
+});
+
+describe("file index in memory", () => {
+  const entry = (name: Buffer, type: TarEntry["type"], dumpdir: string[] | null = null) =>
+    ({
+      path: name,
+      type,
+      size: 0,
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtime: 1700000000.5,
+      offset: 0,
+      length: 512,
+      link: null,
+      dumpdir: dumpdir && dumpdir.map((n) => ({ control: "N", name: Buffer.from(n, "latin1") })),
+    }) satisfies TarEntry;
+  // ASCII, UTF-8 beyond ASCII, and bytes that are not UTF-8 at all, around the same prefix.
+  const names = [
+    Buffer.from("b"),
+    Buffer.from("a/\u00fc", "utf8"),
+    Buffer.from([0x61, 0x2f, 0xff]),
+    // Not UTF-8 either, and before "a/\u00fc" in byte order though after it as a character.
+    Buffer.from([0x61, 0x2f, 0xc4]),
+    Buffer.from("a/z"),
+    Buffer.from("a"),
+    Buffer.from("Z"),
+  ];
+
+  it("orders entries by their raw bytes, whatever the names' encoding", () => {
+    const types: TarEntry["type"][] = ["f", "f", "f", "f", "f", "d", "f"];
+    const { entries } = mergeIndex(
+      null,
+      names.map((n, i) => entry(n, types[i]!)),
+      0,
+    );
+    const raw = entries.map((e) => entryPath(e));
+    expect(raw.map((b) => b.toString("hex"))).toEqual(
+      [...names].sort(Buffer.compare).map((b) => b.toString("hex")),
+    );
+  });
+
+  it("carries unchanged names of every encoding over from the parent index", () => {
+    const types: TarEntry["type"][] = ["f", "f", "f", "f", "f", "d", "f"];
+    const parent = mergeIndex(
+      null,
+      names.map((n, i) => entry(n, types[i]!)),
+      0,
+    ).entries;
+    // Level 1: the root and "a" are listed again; "a"'s three children are unchanged, "Z" is gone.
+    const children = names.filter((n) => n.length > 2).map((n) => n.subarray(2).toString("latin1"));
+    const level1 = [
+      entry(Buffer.from("."), "d", ["a", "b"]),
+      entry(Buffer.from("a"), "d", children),
+    ];
+    const { entries, unresolved } = mergeIndex(parent, level1, 1);
+    expect(unresolved).toEqual([]);
+    const found = entries.map((e) => [entryPath(e).toString("hex"), e.k]);
+    expect(found).toEqual(
+      [Buffer.from("."), ...names.filter((n) => n.toString() !== "Z")]
+        .sort(Buffer.compare)
+        .map((n) => [n.toString("hex"), n.length === 1 && n[0] !== 0x62 ? 1 : 0]),
+    );
+  });
+
+  it("encodes an index of many pieces exactly as one line after another", () => {
+    const many = Array.from({ length: 30000 }, (_, i) => ({
+      p: `usr/share/doc/package-${String(i).padStart(6, "0")}/changelog.Debian.gz`,
+      t: "f" as const,
+      s: i,
+      m: 0o644,
+      u: 0,
+      g: 0,
+      mt: 1700000000.25,
+      k: 0,
+      o: i * 1024,
+      n: 1024,
+    }));
+    const bytes = encodeIndex(many);
+    expect(bytes.length).toBeGreaterThan(2 * 1048576);
+    expect(bytes.toString()).toBe(many.map((e) => `${JSON.stringify(e)}\n`).join(""));
+    expect(decodeIndex(bytes)).toEqual(many);
+    expect(encodeIndex([]).length).toBe(0);
   });
 });
