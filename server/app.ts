@@ -697,6 +697,14 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     async (request) => snapshotInfo(ownSnapshot(request, request.params.id)),
   );
 
+  const noSuchChunk = (id: string) =>
+    new HttpError(
+      404,
+      "LB_SERVER_NO_SUCH_CHUNK",
+      `No chunk ${id} for this token.`,
+      "Run 'lifeboat verify' if a snapshot needs it.",
+    );
+
   const sendBlob = (
     reply: FastifyReply,
     kind: "chunks" | "manifests",
@@ -724,24 +732,18 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
     return reply.send(repo.store.read(kind, id).pipe(check));
   };
 
-  /** A chunk blob (at most a few MiB): read whole, checked, then sent or refused. */
-  const sendChunk = async (
-    reply: FastifyReply,
-    id: string,
-    expected: string,
-    log: FastifyRequest["log"],
-  ) => {
-    const data = await repo.store.readWhole("chunks", id);
-    const actual = createHash("sha256").update(data).digest("hex");
-    if (actual !== expected) {
-      log.error({ kind: "chunks", id, expected, actual }, "stored blob is damaged; not served");
-      throw new HttpError(
-        500,
-        "LB_REPO_CORRUPT_CHUNK",
-        `Chunk ${id} is damaged on the server (its SHA-256 no longer matches); it is not served.`,
-        "Run 'lifeboat verify --read-data' with the admin token to see which snapshots it breaks.",
-      );
-    }
+  /**
+   * A chunk blob (at most a few MiB), read whole and sent with the SHA-256 the catalog
+   * recorded for it, unhashed here: every reader checks it (restore decodes it against its
+   * id, and hashes it only when that fails; an export compares it with this hash). Hashing
+   * each one before sending took 0.7 s of the server's CPU per 500 MB restored, on the
+   * machine the restore itself runs on.
+   */
+  const sendChunk = async (reply: FastifyReply, id: string, expected: string) => {
+    const data = await repo.store.readWhole("chunks", id).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === "ENOENT") throw noSuchChunk(id);
+      throw error;
+    });
     return reply
       .header("content-type", "application/octet-stream")
       .header("x-blob-sha256", expected)
@@ -766,15 +768,8 @@ export async function createServer(options: ServerOptions): Promise<LifeboatServ
       const allowed =
         row?.state === "present" &&
         (actor.role === "admin" || repo.catalog.hostMayRead(actor.host, row.id));
-      if (!row || !allowed || !(await repo.store.exists("chunks", row.id))) {
-        throw new HttpError(
-          404,
-          "LB_SERVER_NO_SUCH_CHUNK",
-          `No chunk ${request.params.id} for this token.`,
-          "Run 'lifeboat verify' if a snapshot needs it.",
-        );
-      }
-      return sendChunk(reply, row.id, row.blob_hash, request.log);
+      if (!row || !allowed) throw noSuchChunk(request.params.id);
+      return sendChunk(reply, row.id, row.blob_hash);
     },
   );
 

@@ -26,14 +26,19 @@ import { DataDirSource } from "./datadir.ts";
 
 /**
  * What restore and recovery read: a server (ApiClient), an exported snapshot, or a server's
- * data directory. `checkChunk` is for sources whose getChunk hands blobs out unhashed
- * (decoding checks them anyway): asked when a blob does not decode, it throws the error
- * that names a damaged stored blob, and returns if the blob is as stored.
+ * data directory. `checkChunk` is for sources whose blobs reach decoding unhashed (a data
+ * directory's getChunk, a server's getChunkToDecode; decoding checks them anyway): asked
+ * when a blob does not decode, it throws the error that names where the damage is (a
+ * stored file, or the way from the server), and returns if the blob is as stored.
  */
 export type SnapshotSource = Pick<
   ApiClient,
   "listSnapshots" | "getSnapshot" | "getManifest" | "getChunk"
-> & { checkChunk?(id: string, blob: Buffer): void };
+> & {
+  checkChunk?(id: string, blob: Buffer): void;
+  /** The blob for decoding, unhashed, where a source's getChunk would hash it. */
+  getChunkToDecode?(id: string): Promise<Buffer>;
+};
 
 /** A chunk's plaintext from any source, checked against its id (decodeBlob). */
 export async function readChunk(
@@ -42,7 +47,9 @@ export async function readChunk(
   keys: RepoKeys | null,
   options: { decoders?: ZstdDecoders } = {},
 ): Promise<Buffer> {
-  const blob = await source.getChunk(id);
+  const blob = source.getChunkToDecode
+    ? await source.getChunkToDecode(id)
+    : await source.getChunk(id);
   try {
     return await decodeBlob(blob, id, keys, options);
   } catch (error) {

@@ -140,6 +140,28 @@ describe("blobs", () => {
     expect((await failure(client.getChunk("b".repeat(64)))).code).toBe("LB_REPO_CORRUPT_CHUNK");
   });
 
+  it("hands a chunk to decode over unhashed, and checks it against the sent hash on request", async () => {
+    const server = await scripted((_req, res) => {
+      res.writeHead(200, { "x-blob-sha256": sha(data) });
+      res.end(Buffer.from("other bytes, same length"));
+    });
+    const client = new ApiClient(server.url, "t");
+    const arrived = await client.getChunkToDecode("a".repeat(64));
+    expect(arrived.toString()).toBe("other bytes, same length");
+    const wrong = (() => {
+      try {
+        client.checkChunk("a".repeat(64), arrived);
+      } catch (error) {
+        return error as LifeboatError;
+      }
+    })();
+    expect(wrong?.code).toBe("LB_REPO_CORRUPT_CHUNK");
+    expect(wrong?.message).toContain(sha(data));
+    // As sent: nothing to say. Never fetched: nothing known.
+    expect(() => client.checkChunk("a".repeat(64), data)).not.toThrow();
+    expect(() => client.checkChunk("b".repeat(64), arrived)).not.toThrow();
+  });
+
   it("refuses a body cut short", async () => {
     const server = await scripted((req, res) => {
       res.writeHead(200, { "x-blob-sha256": sha(data), "content-length": String(data.length) });

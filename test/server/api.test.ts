@@ -6,6 +6,7 @@ import path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiClient } from "../../agent/client/api.ts";
+import { readChunk } from "../../agent/client/local.ts";
 import { startServer, type TestServer } from "../helpers/server.ts";
 
 const sha = (data: Buffer) => createHash("sha256").update(data).digest("hex");
@@ -139,7 +140,7 @@ describe("commits", () => {
 });
 
 describe("damage", () => {
-  it("names a flipped chunk and every snapshot it breaks, and never serves it whole", async () => {
+  it("names a flipped chunk and every snapshot it breaks, and no client takes it", async () => {
     const shared = blob(5000);
     const s1 = await backupOf(a, [shared, blob()]);
     const s2 = await backupOf(a, [shared]);
@@ -154,9 +155,13 @@ describe("damage", () => {
     if (result.type !== "result") throw new Error("no result");
     expect(result.corrupt).toEqual([{ id: shared.id, snapshots: [s1, s2].sort() }]);
     await expect(a.getChunk(shared.id)).rejects.toMatchObject({ code: "LB_REPO_CORRUPT_CHUNK" });
+    // A restore takes it unhashed; when it does not decode, the damage is named as such.
+    await expect(readChunk(a, shared.id, null)).rejects.toThrow(/catalog recorded/);
     // Repair it so later tests see a clean store.
     bytes[100] = bytes[100]! ^ 0xff;
     writeFileSync(file, bytes);
+    // Intact but not a chunk blob at all: the decoding's own error, not a damaged transfer.
+    await expect(readChunk(a, shared.id, null)).rejects.toThrow(/no LBK1 header/);
   });
 });
 
