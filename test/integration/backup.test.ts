@@ -16,7 +16,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runBackup, type BackupOptions } from "../../agent/backup/backup.ts";
 import type { ApiClient } from "../../agent/client/api.ts";
-import { createProgress } from "../../agent/progress.ts";
+import { backupOptions, quietProgress as quiet } from "../helpers/backup.ts";
 import { ChunkFetcher } from "../../agent/restore/fetch.ts";
 import { extractPieces, planPieces, streamZeroOffsets } from "../../agent/restore/parallel.ts";
 import { loadManifest, runRestore, type RestoreOptions } from "../../agent/restore/restore.ts";
@@ -25,7 +25,6 @@ import { buildAttributeTree, compareTrees, recordTree } from "../helpers/treeche
 import { startServer, type TestServer } from "../helpers/server.ts";
 
 const root = process.getuid?.() === 0;
-const quiet = createProgress({ write() {}, isTTY: false }, { quiet: true });
 const work = mkdtempSync(path.join(tmpdir(), "lifeboat-backup-"));
 let server: TestServer;
 const keys: RepoKeys = deriveKeys(Buffer.alloc(32, 7));
@@ -44,19 +43,10 @@ function options(
   src: string,
   extra: Partial<BackupOptions> = {},
 ): BackupOptions {
-  return {
-    client,
-    host,
-    keys,
-    paths: [src],
-    excludes: [],
-    hooks: { pre: [], post: [] },
-    stateDir: path.join(work, `state-${host}`),
-    fullEvery: 7,
-    captureLayout: null,
-    progress: quiet,
-    ...extra,
-  };
+  return backupOptions(
+    { client, host, keys, paths: [src], stateDir: path.join(work, `state-${host}`) },
+    extra,
+  );
 }
 
 async function restore(

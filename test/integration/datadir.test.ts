@@ -20,12 +20,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runBackup } from "../../agent/backup/backup.ts";
 import { DataDirSource } from "../../agent/client/datadir.ts";
 import { openDirectorySource } from "../../agent/client/local.ts";
-import { createProgress } from "../../agent/progress.ts";
+import { backupOptions, quietProgress as quiet } from "../helpers/backup.ts";
 import { runRestore } from "../../agent/restore/restore.ts";
 import { deriveKeys } from "../../common/repository/keys.ts";
 import { startServer } from "../helpers/server.ts";
 
-const quiet = createProgress({ write() {}, isTTY: false }, { quiet: true });
 const keys = deriveKeys(Buffer.alloc(32, 9));
 const work = mkdtempSync(path.join(tmpdir(), "lifeboat-datadir-"));
 const dataDir = path.join(work, "data");
@@ -80,18 +79,15 @@ beforeAll(async () => {
   try {
     for (const host of ["web1", "db1"]) {
       const { client } = await server.host(host);
-      const snap = await runBackup({
-        client,
-        host,
-        keys,
-        paths: [src],
-        excludes: [],
-        hooks: { pre: [], post: [] },
-        stateDir: path.join(work, `state-${host}`),
-        fullEvery: 7,
-        captureLayout: null,
-        progress: quiet,
-      });
+      const snap = await runBackup(
+        backupOptions({
+          client,
+          host,
+          keys,
+          paths: [src],
+          stateDir: path.join(work, `state-${host}`),
+        }),
+      );
       snapshots[host] = snap.id;
       if (host === "web1") {
         pending = (await client.createSnapshot({ keyId: null, parent: null })).id;

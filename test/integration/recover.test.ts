@@ -10,7 +10,7 @@ import { runBackup } from "../../agent/backup/backup.ts";
 import { liveSource } from "../../agent/capture/live-source.ts";
 import { exportSnapshot, LocalSnapshotSource } from "../../agent/client/local.ts";
 import { loadManifest } from "../../agent/restore/restore.ts";
-import { createProgress } from "../../agent/progress.ts";
+import { backupOptions, quietProgress as quiet } from "../helpers/backup.ts";
 import { LifeboatError } from "../../common/errors.ts";
 import { deriveKeys } from "../../common/repository/keys.ts";
 import { captureLayout } from "../../layouts/capture/capture.ts";
@@ -23,7 +23,6 @@ import { buildAttributeTree, compareTrees, recordTree } from "../helpers/treeche
 
 const root = process.getuid?.() === 0;
 const keys = deriveKeys(Buffer.alloc(32, 9));
-const quiet = createProgress({ write() {}, isTTY: false }, { quiet: true });
 let server: TestServer;
 
 beforeAll(async () => {
@@ -58,23 +57,25 @@ describe.runIf(root)("lifeboat recover on loop devices (root)", () => {
       writeFileSync(path.join(dataMount, "orders.csv"), "id,total\n1,20\n");
 
       const { client } = await server.host("recover-loop");
-      const backup = await runBackup({
-        client,
-        host: "recover-loop",
-        keys,
-        paths: [],
-        excludes: [],
-        hooks: { pre: [], post: [] },
-        stateDir: path.join(scratch.dir, "agent-state"),
-        fullEvery: 7,
-        captureLayout: () =>
-          captureLayout(liveSource, {
-            disks: [source.device],
-            now: new Date(),
-            capturedBy: "test",
-          }),
-        progress: quiet,
-      });
+      const backup = await runBackup(
+        backupOptions(
+          {
+            client,
+            host: "recover-loop",
+            keys,
+            paths: [],
+            stateDir: path.join(scratch.dir, "agent-state"),
+          },
+          {
+            captureLayout: () =>
+              captureLayout(liveSource, {
+                disks: [source.device],
+                now: new Date(),
+                capturedBy: "test",
+              }),
+          },
+        ),
+      );
       const expectedTree = recordTree(path.join(rootMount, "tree"));
       const uuids = [await uuidOf(source.partition(1)), await uuidOf(source.partition(2))];
       await scratch.unmountAll();

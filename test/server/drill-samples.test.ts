@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runBackup } from "../../agent/backup/backup.ts";
-import { createProgress } from "../../agent/progress.ts";
+import { backupOptions } from "../helpers/backup.ts";
 import { loadManifest } from "../../agent/restore/restore.ts";
 import { deriveKeys } from "../../common/repository/keys.ts";
 import { sampleFileHashes } from "../../server/drills/samples.ts";
@@ -40,18 +40,15 @@ describe("sampled file hashes", () => {
     execFileSync("truncate", ["-s", "3M", path.join(tree, "usr", "sparse")]);
     writeFileSync(path.join(tree, "usr", "sparse"), "head", { flag: "r+" });
     const { client } = await server.host("samples");
-    const backup = await runBackup({
-      client,
-      host: "samples",
-      keys,
-      paths: [tree],
-      excludes: [],
-      hooks: { pre: [], post: [] },
-      stateDir: path.join(work, "state"),
-      fullEvery: 7,
-      captureLayout: null,
-      progress: createProgress({ write() {}, isTTY: false }, { quiet: true }),
-    });
+    const backup = await runBackup(
+      backupOptions({
+        client,
+        host: "samples",
+        keys,
+        paths: [tree],
+        stateDir: path.join(work, "state"),
+      }),
+    );
     const manifest = await loadManifest(client, backup.id, keys);
     const hashes = await sampleFileHashes({
       source: client,
