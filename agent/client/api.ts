@@ -98,7 +98,7 @@ function checkArrived(what: string, body: Buffer, sent: string) {
     throw environmentError(
       "LB_REPO_CORRUPT_CHUNK",
       `${what} arrived damaged: its SHA-256 is ${actual}, the server's catalog recorded ${sent}. Either the server's stored copy is damaged or it was damaged on the way.`,
-      "Retry once. If it persists, the stored copy is damaged: run 'lifeboat verify --read-data' with the admin token to see which snapshots it breaks.",
+      "Retry once. If it persists, the stored copy is damaged: restore an older snapshot ('lifeboat snapshots' lists them), and run 'lifeboat verify --read-data' with the admin token to see which snapshots the damage breaks.",
     );
   }
 }

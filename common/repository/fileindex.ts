@@ -121,26 +121,22 @@ export function mergeIndex(
   return { entries, unresolved };
 }
 
-/** Lines are joined into pieces of about this many characters before becoming bytes. */
+/** Lines are gathered into pieces of about this many characters before becoming bytes. */
 const ENCODE_PIECE = 1 << 20;
 
 export function encodeIndex(entries: IndexEntry[]): Buffer {
   // Piece by piece: all lines as strings at once, then joined, then as bytes, held the
   // index three times over.
   const pieces: Buffer[] = [];
-  let lines: string[] = [];
-  let length = 0;
+  let text = "";
   for (const entry of entries) {
-    const line = JSON.stringify(entry);
-    lines.push(line);
-    length += line.length + 1;
-    if (length >= ENCODE_PIECE) {
-      pieces.push(Buffer.from(lines.join("\n") + "\n"));
-      lines = [];
-      length = 0;
+    text += `${JSON.stringify(entry)}\n`;
+    if (text.length >= ENCODE_PIECE) {
+      pieces.push(Buffer.from(text));
+      text = "";
     }
   }
-  if (lines.length > 0) pieces.push(Buffer.from(lines.join("\n") + "\n"));
+  if (text !== "") pieces.push(Buffer.from(text));
   return Buffer.concat(pieces);
 }
 
